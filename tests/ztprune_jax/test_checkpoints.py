@@ -1,0 +1,203 @@
+"""Checkpoint formats, layouts and error messages (no torch needed)."""
+
+import os
+
+import flax
+import jax
+import numpy as np
+import pytest
+
+import ztprune_jax as zt
+from ztprune_jax.checkpoints import detect_format, detect_layout, expected_shapes
+
+
+@pytest.fixture(scope="module")
+def model_and_params():
+  m = zt.create_model("deit_tiny_patch16_224", depth=2, image_size=32, patch_size=8, num_classes=5)
+  x = np.zeros((1, 32, 32, 3), np.float32)
+  return m, m.init(jax.random.key(0), x)["params"]
+
+
+def _images():
+  return np.asarray(jax.random.normal(jax.random.key(3), (2, 32, 32, 3)))
+
+
+@pytest.mark.parametrize(
+  "suffix, fmt", [(".safetensors", "safetensors"), (".msgpack", "msgpack"), ("", "orbax")]
+)
+def test_roundtrip(tmp_path, model_and_params, suffix, fmt):
+  m, params = model_and_params
+  path = tmp_path / f"ckpt{suffix}"
+  assert zt.save_checkpoint(params, path) == fmt
+  assert detect_format(path) == fmt
+  loaded = zt.load_checkpoint(path, m)
+  np.testing.assert_array_equal(
+    m.apply({"params": loaded}, _images()), m.apply({"params": params}, _images())
+  )
+
+
+def test_format_is_detected_from_content_not_suffix(tmp_path, model_and_params):
+  m, params = model_and_params
+  path = tmp_path / "weights.bin"
+  zt.save_checkpoint(params, tmp_path / "w.safetensors")
+  os.rename(tmp_path / "w.safetensors", path)
+  assert detect_format(path) == "safetensors"
+  zt.load_checkpoint(path, m)
+
+
+def test_missing_file(tmp_path, model_and_params):
+  with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+    zt.load_checkpoint(tmp_path / "nope.safetensors", model_and_params[0])
+
+
+def test_unknown_format(tmp_path, model_and_params):
+  path = tmp_path / "junk.pth"
+  path.write_bytes(b"hello world, not a checkpoint")
+  with pytest.raises(ValueError, match="Unknown checkpoint format"):
+    zt.load_checkpoint(path, model_and_params[0])
+
+
+def test_truncated_safetensors(tmp_path, model_and_params):
+  m, params = model_and_params
+  path = tmp_path / "w.safetensors"
+  zt.save_checkpoint(params, path)
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2])
+  with pytest.raises(ValueError, match="(?i)corrupt|format"):
+    zt.load_checkpoint(path, m)
+
+
+def test_corrupt_npz(tmp_path, model_and_params):
+  path = tmp_path / "w.npz"
+  np.savez(path, **{"embedding/kernel": np.zeros(3)})
+  data = path.read_bytes()
+  path.write_bytes(data[:40])
+  with pytest.raises(ValueError, match="(?i)corrupt|zip"):
+    zt.load_checkpoint(path, model_and_params[0])
+
+
+def _flat(params):
+  return {k: np.array(v) for k, v in flax.traverse_util.flatten_dict(params, sep="/").items()}
+
+
+def test_missing_unexpected_misshaped_are_named(tmp_path, model_and_params):
+  m, params = model_and_params
+  flat = _flat(params)
+  del flat["block_1/mlp/fc2/bias"]
+  flat["block_0/extra/kernel"] = np.zeros(2, np.float32)
+  flat["head/kernel"] = np.zeros((192, 6), np.float32)
+  path = tmp_path / "bad.npz"
+  np.savez(path, **flat)
+  with pytest.raises(ValueError) as e:
+    zt.load_checkpoint(path, m)
+  msg = str(e.value)
+  assert "block_1/mlp/fc2/bias" in msg and "block_0/extra/kernel" in msg
+  assert "head/kernel: checkpoint (192, 6) vs model (192, 5)" in msg
+
+
+def test_non_strict_drops_unexpected(tmp_path, model_and_params):
+  m, params = model_and_params
+  flat = _flat(params)
+  flat["pooler/kernel"] = np.zeros(2, np.float32)
+  path = tmp_path / "extra.safetensors"
+  from safetensors.numpy import save_file
+
+  save_file(flat, str(path))
+  with pytest.raises(ValueError, match="pooler/kernel"):
+    zt.load_checkpoint(path, m)
+  loaded = zt.load_checkpoint(path, m, strict=False)
+  assert "pooler" not in loaded
+
+
+def test_remote_needs_explicit_permission(model_and_params):
+  with pytest.raises(ValueError, match="allow_download"):
+    zt.load_checkpoint("https://example.invalid/deit.pth", model_and_params[0])
+
+
+def test_unrecognised_layout():
+  with pytest.raises(ValueError, match="Unrecognised parameter naming"):
+    detect_layout({"foo.bar": np.zeros(1)})
+
+
+def _to_big_vision(flat, width, heads, vit_jax):
+  """Writes our params in big_vision (or vit_jax) npz naming; inverse of the loader."""
+  dh = width // heads
+  ln2, mha, mlp = (
+    ("LayerNorm_2", "MultiHeadDotProductAttention_1", "MlpBlock_3")
+    if vit_jax
+    else (
+      "LayerNorm_1",
+      "MultiHeadDotProductAttention_0",
+      "MlpBlock_0",
+    )
+  )
+  out = {
+    "embedding/kernel": flat["embed/patch/kernel"],
+    "embedding/bias": flat["embed/patch/bias"],
+    "cls": flat["embed/cls_token"],
+    "Transformer/encoder_norm/scale": flat["norm/scale"],
+    "Transformer/encoder_norm/bias": flat["norm/bias"],
+    "head/kernel": flat["head/kernel"],
+    "head/bias": flat["head/bias"],
+  }
+  pos = flat["embed/pos_embed"]
+  if vit_jax:
+    out["Transformer/posembed_input/pos_embedding"] = pos
+  else:
+    out["pos_embedding"] = pos[:, 1:]
+  i = 0
+  while f"block_{i}/norm1/scale" in flat:
+    b, t = f"block_{i}/", f"Transformer/encoderblock_{i}/"
+    for src, dst in (("norm1", "LayerNorm_0"), ("norm2", ln2)):
+      out[t + dst + "/scale"] = flat[b + src + "/scale"]
+      out[t + dst + "/bias"] = flat[b + src + "/bias"]
+    k, bias = flat[b + "attn/qkv/kernel"], flat[b + "attn/qkv/bias"]
+    for j, part in enumerate(("query", "key", "value")):
+      out[t + f"{mha}/{part}/kernel"] = k[:, j * width : (j + 1) * width].reshape(width, heads, dh)
+      out[t + f"{mha}/{part}/bias"] = bias[j * width : (j + 1) * width].reshape(heads, dh)
+    out[t + f"{mha}/out/kernel"] = flat[b + "attn/proj/kernel"].reshape(heads, dh, width)
+    out[t + f"{mha}/out/bias"] = flat[b + "attn/proj/bias"]
+    for src, dst in (("fc1", "Dense_0"), ("fc2", "Dense_1")):
+      out[t + f"{mlp}/{dst}/kernel"] = flat[b + f"mlp/{src}/kernel"]
+      out[t + f"{mlp}/{dst}/bias"] = flat[b + f"mlp/{src}/bias"]
+    i += 1
+  return out
+
+
+@pytest.mark.parametrize("vit_jax", [False, True])
+def test_big_vision_npz_layouts(tmp_path, model_and_params, vit_jax):
+  m, params = model_and_params
+  flat = _flat(params)
+  if not vit_jax:  # big_vision adds no position to CLS: make the model's CLS row zero.
+    flat["embed/pos_embed"][:, 0] = 0.0
+  path = tmp_path / "bv.npz"
+  np.savez(path, **_to_big_vision(flat, m.width, m.num_heads, vit_jax))
+  assert detect_format(path) == "npz"
+  loaded = _flat(zt.load_checkpoint(path, m))
+  assert set(loaded) == set(flat)
+  for k in flat:
+    np.testing.assert_array_equal(loaded[k], flat[k], err_msg=k)
+
+
+def test_scanned_big_vision_encoder(tmp_path, model_and_params):
+  m, params = model_and_params
+  flat = _flat(params)
+  flat["embed/pos_embed"][:, 0] = 0.0
+  bv = _to_big_vision(flat, m.width, m.num_heads, vit_jax=False)
+  blocks = [k for k in bv if k.startswith("Transformer/encoderblock_0/")]
+  for k in blocks:
+    name = k.split("/", 2)[2]
+    stacked = [bv.pop(f"Transformer/encoderblock_{i}/{name}") for i in range(m.depth)]
+    bv[f"Transformer/encoderblock/{name}"] = np.stack(stacked)
+  np.savez(tmp_path / "scan.npz", **bv)
+  loaded = _flat(zt.load_checkpoint(tmp_path / "scan.npz", m))
+  np.testing.assert_array_equal(loaded["block_1/attn/qkv/kernel"], flat["block_1/attn/qkv/kernel"])
+
+
+def test_pos_embed_is_resampled_on_load(tmp_path, model_and_params):
+  m, params = model_and_params
+  zt.save_checkpoint(params, tmp_path / "w.msgpack")
+  bigger = m.clone(image_size=48)
+  loaded = zt.load_checkpoint(tmp_path / "w.msgpack", bigger)
+  assert loaded["embed"]["pos_embed"].shape == (1, 1 + 36, 192)
+  assert expected_shapes(bigger)["embed/pos_embed"] == (1, 37, 192)
