@@ -35,7 +35,7 @@ TEST_DEPS := $(VENV)/.installed
 endif
 
 demo: $(VENV)/.installed
-	$(PY) experiments/demo.py --config=configs/demo.py
+	$(PY) -m experiments.demo --config=configs/demo.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -52,7 +52,7 @@ test-slow: $(TEST_DEPS) lint
 	PARITY=$(PARITY) $(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 bench: $(VENV)/.installed-parity
-	$(PY) experiments/bench_backbone.py
+	$(PY) -m experiments.bench_backbone --config=configs/bench_backbone.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

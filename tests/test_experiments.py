@@ -1,0 +1,39 @@
+"""One-step smoke tests of every experiment entry point in its `runlocal` mode."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(module, config, *flags):
+  cmd = [sys.executable, "-m", module, f"--config={config}", *flags]
+  proc = subprocess.run(
+    cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ}
+  )
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  return proc.stdout
+
+
+def test_demo_runlocal():
+  out = _run("experiments.demo", "configs/demo.py:runlocal")
+  assert out.strip().splitlines()[-1] == "demo_ok=1"
+
+
+def test_demo_rejects_unknown_override():
+  cmd = [sys.executable, "-m", "experiments.demo", "--config=configs/demo.py:runlocal"]
+  proc = subprocess.run(
+    [*cmd, "--config.bacth_size=3"], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
+  assert proc.returncode != 0
+  assert "bacth_size" in proc.stderr
+
+
+@pytest.mark.parity
+def test_bench_backbone_runlocal():
+  out = _run("experiments.bench_backbone", "configs/bench_backbone.py:runlocal")
+  assert out.strip().splitlines()[-1].startswith("flax_over_timm=")
