@@ -46,7 +46,7 @@ attention_cases = st.tuples(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(case=attention_cases, num_iters=st.sampled_from([0, 1, 5, 50]))
 def test_scores_are_a_distribution(case, num_iters):
   A = make_attention(*case)
