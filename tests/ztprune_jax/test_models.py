@@ -79,7 +79,7 @@ def test_bad_image_shapes_raise():
 class _Record(TokenTransform):
   """Collects every block's BlockOutput in the state."""
 
-  def init_state(self, x, num_prefix):
+  def init_state(self, x, num_prefix, args=None):
     return ()
 
   def after_block(self, layer, x, out, state):

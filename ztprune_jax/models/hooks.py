@@ -44,9 +44,14 @@ class TokenTransform:
   sizes, kept indices) flows through the hooks as a pytree.
   """
 
-  def init_state(self, x: Array, num_prefix: int) -> Any:
-    """Returns the initial state for tokens ``x`` ``[B, N, D]``."""
-    del x, num_prefix
+  def init_state(self, x: Array, num_prefix: int, args: Any = None) -> Any:
+    """Returns the initial state for tokens ``x`` ``[B, N, D]``.
+
+    ``args`` is whatever the caller passed as ``model.apply(..., transform_args=...)``:
+    traced per-call inputs such as numeric hyperparameters or a PRNG key, so that
+    changing them does not recompile.
+    """
+    del x, num_prefix, args
     return None
 
   def attn_bias(self, layer: int, state: Any) -> Array | None:

@@ -228,8 +228,18 @@ class VisionTransformer(nn.Module):
     return self.global_pool == "avg" if self.fc_norm is None else self.fc_norm
 
   @nn.compact
-  def __call__(self, images: Array, return_state: bool = False):
-    """``images [B, H, W, C]`` -> logits ``[B, num_classes]`` (and transform state)."""
+  def __call__(self, images: Array, return_state: bool = False, transform_args: Any = None):
+    """Classifies images.
+
+    Args:
+      images: ``[B, H, W, C]`` NHWC, normalised.
+      return_state: also return the token transform's final state (e.g. kept indices).
+      transform_args: traced inputs for the token transform (hyperparameters, PRNG key).
+
+    Returns:
+      logits ``[B, num_classes]`` (features ``[B, D]`` if ``num_classes == 0``), and the
+      transform state when ``return_state``.
+    """
     _validate(self)
     x = Embedding(
       self.width,
@@ -242,7 +252,7 @@ class VisionTransformer(nn.Module):
       name="embed",
     )(images)
     t = self.token_transform or hooks.TokenTransform()
-    state = t.init_state(x, self.num_prefix_tokens)
+    state = t.init_state(x, self.num_prefix_tokens, transform_args)
     for i in range(self.depth):
       block = Block(
         self.width,
