@@ -5,14 +5,19 @@ from __future__ import annotations
 import ml_collections
 
 
-def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+def parse_arg(
+  arg: str | None, *, positional: str | None = None, **defaults
+) -> ml_collections.ConfigDict:
   """Parses `"variant=S/16,runlocal"` into a ConfigDict over `defaults`.
 
   Bare words are booleans set to True; `key=value` pairs are cast to the type of
-  the default. Unknown keys raise a `ValueError` listing the valid ones.
+  the default. With ``positional="preset"``, a bare word that is not a boolean key
+  sets ``preset`` (so `x.py:deit_s_a,runlocal` works). Unknown keys raise a
+  `ValueError` listing the valid ones.
 
   Args:
     arg: the string after the colon in `--config=path.py:arg`, or None/"".
+    positional: the key a bare non-boolean word is assigned to.
     **defaults: every accepted key with its default value (sets the type).
 
   Returns:
@@ -22,6 +27,8 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   for part in filter(None, (arg or "").split(",")):
     key, sep, value = part.partition("=")
     key = key.strip()
+    if not sep and positional and not isinstance(defaults.get(key), bool):
+      key, sep, value = positional, "=", key
     if key not in defaults:
       raise ValueError(f"Unknown config arg {key!r}; valid: {sorted(defaults)}")
     default = defaults[key]

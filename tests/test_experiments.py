@@ -37,3 +37,9 @@ def test_demo_rejects_unknown_override():
 def test_bench_backbone_runlocal():
   out = _run("experiments.bench_backbone", "configs/bench_backbone.py:runlocal")
   assert out.strip().splitlines()[-1].startswith("flax_over_timm=")
+
+
+def test_bench_pruning_runlocal():
+  out = _run("experiments.bench_pruning", "configs/bench_pruning.py:runlocal")
+  last = out.strip().splitlines()[-1]
+  assert last.startswith("speedup_over_ideal=") and float(last.split("=")[1]) > 0
