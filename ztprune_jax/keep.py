@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ztprune_jax import wpr
+
 __all__ = [
   "gather_scores",
   "gather_tokens",
@@ -75,7 +77,9 @@ def restrict_attention(attn: jax.Array, idx: jax.Array, *, renormalize: bool = T
 
   Keeps rows and columns ``idx`` of every head, then (by default) renormalises each row
   to sum to one, so WPR on the sub-graph sees a row-stochastic matrix. A row whose whole
-  mass went to removed tokens becomes uniform (our choice).
+  mass went to removed tokens becomes uniform (our choice). This is the explicit form;
+  ``wpr.weighted_pagerank(attn, ..., token_mask=...)`` computes the same scores without
+  gathering, and is what the pruning layer uses.
 
   Args:
     attn: ``[B, H, N, N]`` attention, rows are queries.
@@ -89,7 +93,4 @@ def restrict_attention(attn: jax.Array, idx: jax.Array, *, renormalize: bool = T
   sub = jnp.take_along_axis(rows, idx[:, None, None, :], axis=3)  # [B, H, K, K]
   if not renormalize:
     return sub
-  sub = jnp.maximum(sub.astype(jnp.float32), 0.0)
-  row_sum = sub.sum(axis=-1, keepdims=True)  # [B, H, K, 1]
-  K = sub.shape[-1]
-  return jnp.where(row_sum > 0, sub / jnp.where(row_sum > 0, row_sum, 1.0), 1.0 / K)
+  return wpr.normalize_rows(sub)

@@ -59,6 +59,8 @@ class ZeroTPruneOptions:
     num_prefix: leading tokens never pruned (1 for CLS, 2 with a distillation token).
     head_axis: head axis of per-head features: 1 for ``[B, H, N, dh]``, 2 for Flax's
       ``[B, N, H, dh]``.
+    wpr_batch_chunk: ``batch_chunk`` of ``wpr.weighted_pagerank`` (``"auto"``: cache-sized
+      chunks on CPU, whole batch elsewhere).
   """
 
   num_iters: int = 30
@@ -75,6 +77,7 @@ class ZeroTPruneOptions:
   similarity: str = "cosine"
   num_prefix: int = 1
   head_axis: int = 1
+  wpr_batch_chunk: int | str | None = "auto"
 
   def __post_init__(self):
     def check(name, valid):
@@ -89,6 +92,11 @@ class ZeroTPruneOptions:
     check("feature", partition.FEATURES)
     check("similarity", partition.SIMILARITIES)
     check("head_axis", (1, 2))
+    chunk = self.wpr_batch_chunk
+    if chunk not in ("auto", None) and (
+      not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 0
+    ):
+      raise ValueError(f"wpr_batch_chunk must be 'auto', None or an int >= 0, got {chunk!r}")
     for name in ("num_iters", "prime_iters", "num_prefix"):
       value = getattr(self, name)
       if name == "prime_iters" and value is None:
@@ -131,16 +139,22 @@ class PruneOutput(NamedTuple):
   scores: jax.Array
 
 
-def _scores(attn, num_iters, options, hparams) -> jax.Array:
-  """WPR then head reduction: ``[B, H, K, K] -> [B, K]``."""
-  s = wpr.weighted_pagerank(
+def _head_scores(attn, num_iters, options, hparams, token_mask=None) -> jax.Array:
+  """Per-head WPR: ``[B, H, N, N] -> [B, H, N]`` (zeros at masked-out tokens)."""
+  return wpr.weighted_pagerank(
     attn,
     num_iters,
     cls_init=options.cls_init,
     cls_value=hparams.cls_value if options.cls_init == "value" else None,
     num_prefix=options.num_prefix,
     tol=hparams.tol if options.until_converged else None,
-  )  # [B, H, K]
+    token_mask=token_mask,
+    batch_chunk=options.wpr_batch_chunk,
+  )
+
+
+def _reduce(s, options, hparams) -> jax.Array:
+  """Head reduction (mean/EIR, optional VHF): ``[B, H, K] -> [B, K]``."""
   return heads.reduce_heads(
     s,
     options.head_reduce,
@@ -149,7 +163,7 @@ def _scores(attn, num_iters, options, hparams) -> jax.Array:
     variance_scale=options.variance_scale,
     include_cls=options.include_cls,
     num_prefix=options.num_prefix,
-  )  # [B, K]
+  )
 
 
 def zero_tprune_layer(
@@ -209,7 +223,7 @@ def zero_tprune_layer(
     )
 
   # I′: importance of every token.
-  s_prime = _scores(attn, options.iprime_iters, options, hparams)  # [B, N]
+  s_prime = _reduce(_head_scores(attn, options.iprime_iters, options, hparams), options, hparams)
 
   # S: drop near-duplicate sources.
   if r_s > 0:
@@ -232,9 +246,14 @@ def zero_tprune_layer(
     kept_s = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (B, N))
 
   # I: rank the survivors.
-  if options.rerun_wpr and (r_s > 0 or options.iprime_iters != options.num_iters):
-    sub = keep.restrict_attention(attn, kept_s) if r_s > 0 else attn  # [B, H, K, K]
-    s = _scores(sub, options.num_iters, options, hparams)  # [B, K]
+  if options.rerun_wpr and r_s > 0:
+    # WPR on the survivors' sub-graph (rows restricted and renormalised), computed on the
+    # full graph with a token mask rather than by gathering [B, H, K, K].
+    alive = jnp.zeros((B, N), bool).at[jnp.arange(B)[:, None], kept_s].set(True)
+    s_h = _head_scores(attn, options.num_iters, options, hparams, token_mask=alive)
+    s = _reduce(keep.gather_scores(s_h, kept_s), options, hparams)  # [B, K]
+  elif options.rerun_wpr and options.iprime_iters != options.num_iters:
+    s = _reduce(_head_scores(attn, options.num_iters, options, hparams), options, hparams)
   else:
     s = keep.gather_scores(s_prime, kept_s)  # [B, K]
   keep_i = keep.topk_keep(s, num_keep_i, num_prefix=P)  # [B, P + num_keep_i]

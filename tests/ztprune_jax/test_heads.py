@@ -31,7 +31,7 @@ reduce_jit = jax.jit(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(case=score_cases, method=st.sampled_from(["mean", "rms"]))
 def test_vhf_admitting_every_head_equals_plain_reduction(case, method):
   s = random_scores(*case)
@@ -40,7 +40,7 @@ def test_vhf_admitting_every_head_equals_plain_reduction(case, method):
   np.testing.assert_allclose(filtered, plain, rtol=1e-6, atol=1e-9)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(case=score_cases, lo=st.floats(0, 2), width=st.floats(0, 2))
 def test_scores_are_finite_and_between_min_and_max_head(case, lo, width):
   s = random_scores(*case)

@@ -158,6 +158,7 @@ option_sets = st.builds(
   feature=st.sampled_from(partition.FEATURES),
   similarity=st.sampled_from(partition.SIMILARITIES),
   num_prefix=st.sampled_from([1, 2]),
+  wpr_batch_chunk=st.sampled_from([None, 1, "auto"]),
 )
 
 
@@ -170,7 +171,7 @@ layer_cases = dict(
 )
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(**layer_cases)
 def test_any_options_on_adversarial_graphs_give_valid_output(options, kind, seed, keep_s, keep_i):
   x, A, feats = make_inputs(seed, kind)
@@ -193,12 +194,12 @@ def test_any_options_on_adversarial_graphs_give_valid_output_many(**case):
 
 def test_jit_equals_eager():
   x, A, feats = make_inputs(6)
-  for options in (ZeroTPruneOptions(), ZeroTPruneOptions(until_converged=True, cls_init="value")):
-    kw = dict(num_keep_s=9, num_keep_i=5, options=options)
-    eager, jitted = zero_tprune_layer(x, A, feats, **kw), layer_jit(x, A, feats, **kw)
-    np.testing.assert_array_equal(eager.kept_idx, jitted.kept_idx)
-    np.testing.assert_array_equal(eager.x, jitted.x)
-    np.testing.assert_allclose(eager.scores, jitted.scores, rtol=1e-5, atol=1e-7)
+  options = ZeroTPruneOptions(until_converged=True, cls_init="value", wpr_batch_chunk=1)
+  kw = dict(num_keep_s=9, num_keep_i=5, options=options)
+  eager, jitted = zero_tprune_layer(x, A, feats, **kw), layer_jit(x, A, feats, **kw)
+  np.testing.assert_array_equal(eager.kept_idx, jitted.kept_idx)
+  np.testing.assert_array_equal(eager.x, jitted.x)
+  np.testing.assert_allclose(eager.scores, jitted.scores, rtol=1e-5, atol=1e-7)
 
 
 def test_compiles_once_per_static_config_not_per_hyperparameter():
@@ -240,6 +241,7 @@ def test_compiles_once_per_static_config_not_per_hyperparameter():
     ("prime_iters", 1.5),
     ("num_prefix", -1),
     ("head_axis", 3),
+    ("wpr_batch_chunk", "big"),
   ],
 )
 def test_invalid_options_raise_naming_the_option(field, value):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import wpr
+from ztprune_jax import keep, wpr
 
 KINDS = ("softmax", "one_hot_rows", "uniform", "tiny", "bf16")
 
@@ -46,7 +46,7 @@ attention_cases = st.tuples(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(case=attention_cases, num_iters=st.sampled_from([0, 1, 5, 50]))
 def test_scores_are_a_distribution(case, num_iters):
   A = make_attention(*case)
@@ -58,7 +58,7 @@ def test_scores_are_a_distribution(case, num_iters):
   np.testing.assert_allclose(np.asarray(s).sum(-1), 1.0, rtol=0, atol=1e-5)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
   case=attention_cases,
   cls_init=st.sampled_from(["uniform", "sqrt_n", "value"]),
@@ -155,6 +155,31 @@ def test_zero_rows_are_treated_as_dangling_nodes():
   np.testing.assert_allclose(s.sum(-1), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+  "cls_init, kind", [("uniform", "softmax"), ("sqrt_n", "one_hot_rows"), ("value", "tiny")]
+)
+def test_token_mask_equals_wpr_on_the_restricted_sub_graph(cls_init, kind):
+  A = make_attention(13, (3, 2, 9), kind, temperature=2.0)
+  idx = jnp.asarray([[0, 1, 4, 5, 8], [0, 2, 3, 6, 7], [0, 1, 2, 3, 4]], jnp.int32)
+  mask = jnp.zeros((3, 9), bool).at[jnp.arange(3)[:, None], idx].set(True)
+  kw = dict(cls_init=cls_init, cls_value=2.5 if cls_init == "value" else None)
+  masked = wpr.weighted_pagerank(A, 6, token_mask=mask, **kw)
+  sub = wpr.weighted_pagerank(keep.restrict_attention(A, idx), 6, **kw)
+  np.testing.assert_allclose(keep.gather_scores(masked, idx), sub, rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(jnp.where(mask[:, None], 0.0, masked), 0.0)
+
+
+@pytest.mark.parametrize("tol", [None, 1e-5])
+@pytest.mark.parametrize("chunk", [1, 4, "auto"])
+def test_batch_chunks_give_the_same_scores(chunk, tol):
+  A = make_attention(14, (6, 2, 7), "softmax", temperature=3.0)
+  mask = jnp.arange(7)[None] % jnp.arange(1, 7)[:, None] != 1
+  for m in (None, mask):
+    whole = wpr.weighted_pagerank(A, 20, tol=tol, token_mask=m, batch_chunk=None)
+    chunked = wpr.weighted_pagerank(A, 20, tol=tol, token_mask=m, batch_chunk=chunk)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-8)
+
+
 def test_initial_scores():
   np.testing.assert_allclose(wpr.initial_scores(4), 0.25)
   s = wpr.initial_scores(9, cls_init="sqrt_n")
@@ -174,6 +199,9 @@ def test_initial_scores():
     (dict(num_iters=2, cls_init="value"), "cls_value"),
     (dict(num_iters=2, cls_value=1.0), "cls_value"),
     (dict(num_iters=2, num_prefix=9), "num_prefix"),
+    (dict(num_iters=2, batch_chunk=-2), "batch_chunk"),
+    (dict(num_iters=2, batch_chunk="some"), "batch_chunk"),
+    (dict(num_iters=2, token_mask=jnp.ones((1, 3), bool)), "token_mask"),
   ],
 )
 def test_invalid_options_raise(kwargs, match):
