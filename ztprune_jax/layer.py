@@ -177,7 +177,7 @@ def zero_tprune_layer(
   hparams: ZeroTPruneHParams | None = None,
   rng: jax.Array | None = None,
 ) -> PruneOutput:
-  """One Zero-TPrune pruning layer, I′ → S → I (Zero-TPrune, Sec. "Zero-TPrune").
+  """One Zero-TPrune pruning layer (Zero-TPrune, I′-stage → S-stage → I-stage).
 
   Counts are patch tokens (prefix tokens are always kept on top of them): the S-stage
   drops ``M − num_keep_s`` of the ``M = N − P`` patch tokens, the I-stage keeps

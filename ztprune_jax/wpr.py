@@ -141,7 +141,8 @@ def weighted_pagerank(
     num_prefix: number of prefix tokens (CLS, distillation) at the front; with a
       ``token_mask`` they must be alive.
     tol: optional convergence tolerance (may be traced); its presence is static.
-    token_mask: optional ``[B, N]`` bool/0-1 array, true for surviving tokens.
+    token_mask: optional ``[B, N]`` bool/0-1 array, true for surviving tokens
+      (``cls_init="sqrt_n"`` then weighs prefix tokens by √K for K survivors).
     batch_chunk: how many examples iterate together (static). ``"auto"`` (default): on
       CPU, with more than two iterations, chunks of about 4 MiB of attention, so each
       chunk stays in cache across iterations (about 2.5x faster for DeiT-S at batch 32
