@@ -1,0 +1,132 @@
+"""Monte-Carlo schedule search: sample schedules under a GFLOPs budget, keep the best.
+
+`python -m experiments.search_schedule --config=configs/search_schedule.py:runlocal
+--workdir=/tmp/search` writes `<workdir>/search_table.csv` (one row per sample) and
+`<workdir>/best_schedule.json`, and prints the best schedule; the last line is
+`best_score=<x>`. See configs/search_schedule.py.
+"""
+
+import csv
+import json
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+import ztprune_jax as zt
+from ztprune_jax import search
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "configs/search_schedule.py", "Schedule-search config."
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the table and the best schedule go.")
+
+
+def _calibration(c, model):
+  """Calibration images ``[N, H, W, 3]``, labels ``[N]`` or None, and where they came from."""
+  if c.calib.dataset:
+    raise ValueError(
+      f"calib.dataset={c.calib.dataset!r}: no data module yet (a later issue); leave it "
+      "unset to search on seeded Gaussian images"
+    )
+  if c.score == "accuracy":
+    raise ValueError("score='accuracy' needs a labelled calibration dataset; none is configured")
+  size = model.image_size
+  images = jax.random.normal(jax.random.key(c.seed), (c.calib.num_images, size, size, 3))
+  source = f"{c.calib.num_images} seeded Gaussian images (seed {c.seed}); no dataset configured"
+  return np.asarray(images), None, source
+
+
+def _write_outputs(workdir, c, res, meta):
+  os.makedirs(workdir, exist_ok=True)
+  columns = ["index", "schedule", "gflops", "overhead_gflops", "score", "top1_agreement", "kl"]
+  if res.table and "accuracy" in res.table[0]:
+    columns.append("accuracy")
+  table_path = os.path.join(workdir, c.table_file)
+  with open(table_path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=[*columns, "is_best"])
+    writer.writeheader()
+    for i, row in enumerate(res.table):
+      out = {k: row[k] for k in columns if k in row}
+      out.update(index=i, schedule=json.dumps([list(e) for e in row["schedule"]]))
+      writer.writerow({**out, "is_best": int(i == res.best_index)})
+  best = res.table[res.best_index]
+  best_path = os.path.join(workdir, c.best_file)
+  with open(best_path, "w") as f:
+    json.dump(
+      {
+        "schedule": [list(e) for e in res.best],
+        "schedule_format": "[[block (0-indexed), keep_ratio, s_fraction], ...]",
+        "score": res.score,
+        "best_score": res.best_score,
+        **{k: best[k] for k in ("gflops", "overhead_gflops", "top1_agreement", "kl")},
+        "budget_gflops": res.budget_gflops,
+        "unpruned_gflops": res.unpruned_gflops,
+        **meta,
+      },
+      f,
+      indent=2,
+    )
+  return table_path, best_path
+
+
+def main(argv):
+  del argv
+  c = _CONFIG.value
+  workdir = _WORKDIR.value
+  if not workdir:
+    raise app.UsageError("--workdir is required")
+  model = zt.create_model(c.model_name, **c.model.to_dict())
+  images, labels, source = _calibration(c, model)
+  if c.checkpoint:
+    params = zt.load_checkpoint(c.checkpoint, model)
+    weights = c.checkpoint
+  else:
+    params = jax.jit(model.init)(jax.random.key(c.seed), images[:1])["params"]
+    weights = f"random init (seed {c.seed}); no trained checkpoint configured"
+  print(f"model        {c.model_name} {c.model.to_dict()}")
+  print(f"weights      {weights}")
+  print(f"calibration  {source}")
+  res = search.search_schedule(
+    model,
+    params,
+    images,
+    budget_gflops=c.budget_gflops,
+    num_samples=c.num_samples,
+    seed=c.seed,
+    method=c.method,
+    score=c.score,
+    labels=labels,
+    batch_size=c.calib.batch_size,
+    progress=c.progress,
+    sampler_options=c.sampler.to_dict(),
+    **c.pruner.to_dict(),
+  )
+  meta = dict(
+    method=c.method,
+    prune_options=c.pruner.to_dict(),
+    model_name=c.model_name,
+    model=c.model.to_dict(),
+    weights=weights,
+    calibration=source,
+    seed=c.seed,
+    num_samples=c.num_samples,
+  )
+  table_path, best_path = _write_outputs(workdir, c, res, meta)
+  best = res.table[res.best_index]
+  print(
+    f"budget       {res.budget_gflops:.4g} GFLOPs blocks-only (unpruned {res.unpruned_gflops:.4g})"
+  )
+  print(f"samples      {len(res.table)} ({len({r['schedule'] for r in res.table})} distinct)")
+  print(f"best         {json.dumps([list(e) for e in res.best])}")
+  print(f"best gflops  {best['gflops']:.4g} (+{best['overhead_gflops']:.2g} pruning overhead)")
+  print(f"best {res.score:<7} {res.best_score:.4g}  (agreement {best['top1_agreement']:.4g}, "
+        f"kl {best['kl']:.4g})")  # fmt: skip
+  print(f"wrote        {table_path}, {best_path}")
+  print(f"best_score={res.best_score:.6g}")
+
+
+if __name__ == "__main__":
+  app.run(main)
