@@ -309,3 +309,26 @@ def test_search_needs_the_unpruned_model(tiny):
       seed=0,
       method=METHOD,
     )
+
+
+def test_budget_at_unpruned_cost_keeps_every_token(tiny):
+  model, params, images, _ = tiny
+  res = search.search_schedule(
+    model,
+    params,
+    images,
+    budget_gflops=zt.count_flops(model)["blocks"] / 1e9,
+    num_samples=3,
+    seed=0,
+    method="zero_tprune",
+    score="kl",
+    batch_size=8,
+    progress=False,
+  )
+  # Every draw is the empty schedule (evaluated once, listed three times), which must
+  # reproduce the unpruned logits: KL 0 and full agreement; ties go to the first row.
+  assert [row["schedule"] for row in res.table] == [(), (), ()]
+  for row in res.table:
+    np.testing.assert_allclose(row["kl"], 0.0, atol=1e-12)
+    assert row["top1_agreement"] == 1.0 and row["overhead_gflops"] == 0.0
+  assert res.best_index == 0 and res.best == ()
