@@ -17,7 +17,7 @@ from ztprune_jax.schedule import (
   tome_r_schedule,
   wpr_iters_by_depth,
 )
-from ztprune_jax.search import search_schedule
+from ztprune_jax.search import SearchResult, draw_schedules, sample_schedule, search_schedule
 from ztprune_jax.transforms import PruneArgs, PruneState
 from ztprune_jax.wpr import weighted_pagerank
 
@@ -28,12 +28,14 @@ __all__ = [
   "PruneArgs",
   "PruneOutput",
   "PruneState",
+  "SearchResult",
   "TokenTransform",
   "VisionTransformer",
   "ZeroTPruneHParams",
   "ZeroTPruneOptions",
   "count_flops",
   "create_model",
+  "draw_schedules",
   "eir",
   "flops",
   "gather_tokens",
@@ -51,6 +53,7 @@ __all__ = [
   "resolve_schedule",
   "restrict_attention",
   "s_stage",
+  "sample_schedule",
   "save_checkpoint",
   "schedule",
   "search_schedule",
