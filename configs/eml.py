@@ -108,6 +108,7 @@ def get_config(arg=None):
   c.bench.ot_threshold = 1e-4  # ℓ2 marginal error for both (POT's check)
   c.bench.ot_batch_size = 1  # lax.map one problem at a time: each stops when converged
   c.bench.ot_momentum = 1.5  # over-relaxation (ott Momentum); the print also gives None
+  c.bench.all_variants = True  # also time plain vmap and lax.map without momentum
 
   if arg.lowrank:
     c.rank_frac = 0.5
@@ -138,5 +139,6 @@ def get_config(arg=None):
     c.bench.pot_batch = 4
     c.bench.pot_d = 16
     c.bench.pot_repeats = 1
+    c.bench.all_variants = False
   c.lock()
   return c

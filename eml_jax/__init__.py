@@ -33,7 +33,7 @@ from eml_jax.learner import (
   step,
   triplet_loss,
 )
-from eml_jax.predict import knn_error, knn_predict, knn_predict_wasserstein, predict
+from eml_jax.predict import knn_error, knn_predict, knn_predict_wasserstein, predict_knn
 from eml_jax.prox import l21_norm, l21_prox, nuclear_norm, svt
 from eml_jax.stream import (
   Stage,
@@ -79,7 +79,7 @@ __all__ = [
   "make_sinkhorn",
   "nuclear_norm",
   "one_shot_from_indices",
-  "predict",
+  "predict_knn",
   "run_stage",
   "run_stream",
   "scan_stage",

@@ -63,10 +63,17 @@ def restore(path: str, like: learner_lib.EMLState):
     "position": jax.ShapeDtypeStruct((), np.int64),
   }
   with ocp.StandardCheckpointer() as ckptr:
-    try:
-      item = ckptr.restore(os.path.abspath(path), target)
-    except (ValueError, KeyError) as e:
-      raise ValueError(f"checkpoint at {path} does not match the target state: {e}") from e
+    meta = ckptr.metadata(os.path.abspath(path))
+    saved_meta = getattr(meta, "item_metadata", meta)["state"]
+    want = target["state"]
+    if set(saved_meta.keys()) != set(want):
+      raise ValueError(f"checkpoint at {path} holds leaves {sorted(saved_meta.keys())}, "
+                       f"expected {sorted(want)}")  # fmt: skip
+    for name, spec in want.items():
+      if tuple(saved_meta[name].shape) != tuple(spec.shape):
+        raise ValueError(f"checkpoint leaf {name} has shape {tuple(saved_meta[name].shape)}, "
+                         f"expected {tuple(spec.shape)}")  # fmt: skip
+    item = ckptr.restore(os.path.abspath(path), target)
   saved = item["state"]
   like_raw = like.replace(key=jax.random.key_data(like.key))
   paths, treedef = jax.tree_util.tree_flatten_with_path(like_raw)

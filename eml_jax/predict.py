@@ -98,7 +98,7 @@ def knn_predict_wasserstein(
   return _chunked(one, queries, chunk)
 
 
-def predict(
+def predict_knn(
   learner: learner_lib.Learner,
   state: learner_lib.EMLState,
   X_gallery,
@@ -162,6 +162,6 @@ def predict(
 
 
 def knn_error(learner, state, X_gallery, y_gallery, X_test, y_test, **kw) -> float:
-  """Test error (fraction) of `predict`; ``kw`` as in `predict`."""
-  pred = predict(learner, state, X_gallery, y_gallery, X_test, **kw)
+  """Test error (fraction) of `predict_knn`; ``kw`` as in `predict_knn`."""
+  pred = predict_knn(learner, state, X_gallery, y_gallery, X_test, **kw)
   return float(np.mean(np.asarray(pred) != np.asarray(y_test)))

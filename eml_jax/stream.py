@@ -195,7 +195,7 @@ def _split_rows(n, lengths, n_test, rng):
     raise ValueError(
       f"stream needs {need} instances (stages {tuple(lengths)} + test {n_test}) but X has {n}"
     )
-  rows = rng.permutation(n)
+  rows = np.arange(n) if rng is None else rng.permutation(n)
   out, start = [], 0
   for m in list(lengths) + [n_test]:
     out.append(rows[start : start + int(m)])
@@ -220,7 +220,7 @@ def one_shot_from_indices(X, y, v, s, a, lengths, n_test=0, seed=0, n_classes=No
     a: ``[d_a]`` feature indices added in the I-stage.
     lengths: ``(n_T, n_I)`` instances in the T- and I-stage streams.
     n_test: test instances (I-stage features), disjoint from the stream.
-    seed: seeds the instance shuffle.
+    seed: seeds the instance shuffle; None keeps the row order of ``X``.
     n_classes: number of classes (default ``max(y) + 1``).
 
   Returns:
@@ -245,7 +245,7 @@ def one_shot_from_indices(X, y, v, s, a, lengths, n_test=0, seed=0, n_classes=No
     raise ValueError("s (survived features) must be non-empty")
   if len(tuple(lengths)) != 2:
     raise ValueError(f"one-shot lengths must be (n_T, n_I), got {tuple(lengths)}")
-  rng = np.random.default_rng(seed)
+  rng = None if seed is None else np.random.default_rng(seed)
   rows_t, rows_i, rows_test = _split_rows(len(X), lengths, n_test, rng)
   f_t = np.concatenate([blocks["v"], blocks["s"]])
   f_i = np.concatenate([blocks["s"], blocks["a"]])

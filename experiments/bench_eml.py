@@ -137,7 +137,7 @@ def main(argv):
     (f"lax.map batch_size={b.ot_batch_size}, momentum={b.ot_momentum}", b.ot_batch_size,
      b.ot_momentum),
   ]  # fmt: skip
-  for name, bs, mom in variants:
+  for name, bs, mom in variants if b.all_variants else variants[-1:]:
     r = bench_pot(c, bs, mom)
     print(f"OT batch ({name}): {r['B']} problems d={b.pot_d} thr={b.ot_threshold}: ours "
           f"{1e3 * r['ours']:.2f} ms, POT sinkhorn2 loop {1e3 * r['pot']:.2f} ms, ratio "
