@@ -1,0 +1,19 @@
+"""Flags and start-up shared by every entry point.
+
+``--distributed`` calls `jax.distributed.initialize()` before any computation, for
+multi-host runs (a TPU pod slice launched by `experiments.launch_tpu`); on one host it is
+off and nothing changes.
+"""
+
+from absl import flags
+
+from ztprune_jax import parallel
+
+_DISTRIBUTED = flags.DEFINE_bool(
+  "distributed", False, "Join a multi-host JAX runtime (jax.distributed.initialize())."
+)
+
+
+def setup_runtime() -> None:
+  """Call first in every ``main``: initialises multi-host JAX when ``--distributed``."""
+  parallel.initialize_distributed(_DISTRIBUTED.value)
