@@ -1,4 +1,4 @@
-"""Shared fixtures and markers: `rng`, `slow`, and the parity gate."""
+"""Shared fixtures and markers: `rng`, `slow`, and the parity/ONNX gates."""
 
 import importlib.util
 import os
@@ -6,22 +6,29 @@ import os
 import jax
 import pytest
 
+# marker -> (modules it needs, skip reason when they are missing)
+_GATES = {
+  "parity": (
+    ("torch", "timm", "transformers"),
+    "parity tests need `pip install -e .[parity]`; run `make test PARITY=1`",
+  ),
+  "onnx": (
+    ("onnx", "onnxruntime"),
+    "ONNX tests need `pip install -e .[onnx]` (also in .[parity]); run `make test PARITY=1`",
+  ),
+}
+
 
 def pytest_collection_modifyitems(config, items):
-  """Gate `parity` tests: required in CI / PARITY=1, else skipped with a reason."""
+  """Gate `parity`/`onnx` tests: required in CI / PARITY=1, else skipped with a reason."""
   del config
-  have = all(importlib.util.find_spec(m) for m in ("torch", "timm", "transformers"))
   required = os.environ.get("CI") == "true" or os.environ.get("PARITY") == "1"
-  for item in items:
-    if "parity" not in item.keywords:
-      continue
-    # When required, a missing extra is not skipped: the test fails on its import.
-    if not have and not required:
-      item.add_marker(
-        pytest.mark.skip(
-          reason="parity tests need `pip install -e .[parity]`; run `make test PARITY=1`"
-        )
-      )
+  for marker, (modules, reason) in _GATES.items():
+    have = all(importlib.util.find_spec(m) for m in modules)
+    for item in items:
+      # When required, a missing extra is not skipped: the test fails on its import.
+      if marker in item.keywords and not have and not required:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """ztprune_jax: Zero-TPrune token pruning for Flax Vision Transformers."""
 
-from ztprune_jax import flops, heads, keep, partition, schedule, wpr
+from ztprune_jax import fidelity, flops, heads, keep, partition, schedule, wpr
 from ztprune_jax.checkpoints import load_checkpoint, save_checkpoint
+from ztprune_jax.fidelity import final_tokens
 from ztprune_jax.heads import eir, head_pass_fraction, reduce_heads, vhf_mask
 from ztprune_jax.keep import gather_tokens, restrict_attention, topk_keep
 from ztprune_jax.layer import PruneOutput, ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
@@ -37,6 +38,8 @@ __all__ = [
   "create_model",
   "draw_schedules",
   "eir",
+  "fidelity",
+  "final_tokens",
   "flops",
   "gather_tokens",
   "get_pruner",

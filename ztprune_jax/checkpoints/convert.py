@@ -82,7 +82,12 @@ def _timm_block_value(name: str, v: np.ndarray) -> np.ndarray:
 
 
 def from_hf(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Hugging Face ``ViT*``/``DeiT*`` safetensors -> our names (q/k/v fused into qkv)."""
+  """Hugging Face ``ViT*``/``DeiT*``/``Dinov2*`` tensors -> our names (q/k/v fused into qkv).
+
+  DINOv2 (``Dinov2Model``, also nested as ``backbone.*`` in an exported model): its
+  LayerScale ``layer_scale{1,2}.lambda1`` becomes ``ls{1,2}/scale``; the training-only
+  ``mask_token`` is dropped; models with register tokens are rejected.
+  """
   out, rest, qkv = {}, {}, {}
   emb = {
     "cls_token": "embed/cls_token",
@@ -96,17 +101,27 @@ def from_hf(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     "attention.output.dense": "attn/proj",
     "intermediate.dense": "mlp/fc1",
     "output.dense": "mlp/fc2",
+    "norm1": "norm1",  # DINOv2
+    "norm2": "norm2",
+    "mlp.fc1": "mlp/fc1",
+    "mlp.fc2": "mlp/fc2",
   }
   heads = {"classifier": "head", "cls_classifier": "head", "distillation_classifier": "head_dist"}
   for k, v in sd.items():
-    base = re.sub(r"^(vit|deit)\.", "", k)
+    base = re.sub(r"^(vit|deit|dinov2|backbone)\.", "", k)
     if m := re.fullmatch(r"embeddings\.(.+)", base):
+      if m[1] == "register_tokens":
+        raise ValueError("DINOv2 checkpoints with register tokens are not supported")
+      if m[1] == "mask_token":
+        continue  # masked-image-modelling token, unused at inference
       if m[1] == "patch_embeddings.projection.weight":
         out["embed/patch/kernel"] = np.ascontiguousarray(v.transpose(2, 3, 1, 0))
       elif m[1] in emb:
         out[emb[m[1]]] = v
       else:
         rest[k] = v
+    elif m := re.fullmatch(r"encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", base):
+      out[f"block_{m[1]}/ls{m[2]}/scale"] = v
     elif m := re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)", base):
       i, name, kind = m.groups()
       if qm := re.fullmatch(r"attention\.attention\.(query|key|value)", name):

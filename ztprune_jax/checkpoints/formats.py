@@ -1,7 +1,8 @@
 """Checkpoint file formats: detect from the bytes on disk, read into flat numpy dicts.
 
 Nothing here unpickles arbitrary data: PyTorch files go through
-``torch.load(weights_only=True)``; npz is read with ``allow_pickle=False``.
+``torch.load(weights_only=True)``; npz is read with ``allow_pickle=False``; ONNX
+models are parsed as protobuf and only their initializers are read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import zipfile
 
 import numpy as np
 
-FORMATS = ("safetensors", "npz", "torch", "msgpack", "orbax")
+from ztprune_jax.checkpoints import onnx_reader
+
+FORMATS = ("safetensors", "npz", "torch", "msgpack", "orbax", "onnx")
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "manifest.ocdbt", "checkpoint")
 
 
@@ -58,6 +61,8 @@ def detect_format(path: str | os.PathLike) -> str:
     return "safetensors"
   if head[:1] and (0x81 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
     return "msgpack"
+  if onnx_reader.looks_like_onnx(head):
+    return "onnx"
   raise ValueError(
     f"Unknown checkpoint format for {path}: expected one of {FORMATS} (first bytes {head[:8]!r})"
   )
@@ -162,6 +167,7 @@ _READERS = {
   "torch": _read_torch,
   "msgpack": _read_msgpack,
   "orbax": _read_orbax,
+  "onnx": onnx_reader.read_onnx,
 }
 
 
