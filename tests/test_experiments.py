@@ -43,3 +43,18 @@ def test_bench_pruning_runlocal():
   out = _run("experiments.bench_pruning", "configs/bench_pruning.py:runlocal")
   last = out.strip().splitlines()[-1]
   assert last.startswith("speedup_over_ideal=") and float(last.split("=")[1]) > 0
+
+
+def test_dinov2_photos_runlocal(tmp_path):
+  pytest.importorskip("skimage", reason="needs scikit-image (`pip install -e .[test]`)")
+  out = _run(
+    "experiments.dinov2_photos", "configs/dinov2_photos.py:runlocal", f"--workdir={tmp_path}"
+  )
+  import ztprune_jax as zt
+  from configs import dinov2_photos
+
+  c = dinov2_photos.get_config("runlocal")
+  rows = 1 + len(c.budgets) * sum(m in zt.PRUNERS for m in c.methods)  # + unpruned
+  assert out.strip().splitlines()[-1] == f"fidelity_rows={rows}"
+  for name in ("kept_tokens.png", "fidelity.csv", "fidelity.md", "vhf.csv"):
+    assert (tmp_path / name).stat().st_size > 0

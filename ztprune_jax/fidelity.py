@@ -28,8 +28,12 @@ __all__ = [
 
 
 def final_tokens(
-  model: VisionTransformer, params: Any, images: jax.Array, transform_args: Any = None
-) -> jax.Array:
+  model: VisionTransformer,
+  params: Any,
+  images: jax.Array,
+  transform_args: Any = None,
+  return_state: bool = False,
+):
   """The backbone's final normalised tokens ``[B, P + N', D]`` (after ``norm``).
 
   Args:
@@ -38,17 +42,23 @@ def final_tokens(
     params: its params.
     images: ``[B, H, W, C]`` normalised NHWC.
     transform_args: traced inputs of the token transform (e.g. `PruneArgs`).
+    return_state: also return the token transform's final state (kept positions).
+
+  Returns:
+    the tokens, and the transform state when ``return_state``.
   """
   if model.use_fc_norm:
     raise ValueError("final_tokens needs a model that normalises tokens before pooling")
-  _, state = model.apply(
+  (_, state), inter = model.apply(
     {"params": params},
     images,
+    return_state=True,
     transform_args=transform_args,
     capture_intermediates=lambda mdl, _: mdl.name == "norm",
     mutable=["intermediates"],
   )
-  return state["intermediates"]["norm"]["__call__"][0]
+  tokens = inter["intermediates"]["norm"]["__call__"][0]
+  return (tokens, state) if return_state else tokens
 
 
 class Features(NamedTuple):
