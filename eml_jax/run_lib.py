@@ -6,13 +6,15 @@ spec §3 protocol on the configured stream (synthetic data so far).
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from typing import Any
 
 import jax
 import numpy as np
 
-from eml_jax import distance, learner, predict, synthetic
+from eml_jax import baselines, datasets, distance, learner, predict, protocol, synthetic
 from eml_jax import stream as stream_lib
 
 
@@ -147,3 +149,162 @@ def train_and_evaluate(c, seed: int = 0) -> dict[str, Any]:
     else float("nan"),
     ot_mean_iters=float(np.mean(m["n_iters"][m["ot_active"]])) if m["ot_active"].any() else 0.0,
   )
+
+
+# --- Real-data benchmark (issue 7): configs/eml_benchmark.py ----------------------------
+
+# Jitted learners / baseline scans, cached by their static settings across seeds and grids.
+_LEARNERS: dict = {}
+_RUNNERS: dict = {}
+
+
+def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
+  """``fn(stream, key) -> result`` for EML with the ``e`` fields plus ``overrides``.
+
+  Args:
+    e: the benchmark config's ``eml`` ConfigDict.
+    overrides: dict of field overrides (an ablation).
+    n_classes: classes of the data set.
+    d_max: largest stage dimension (``rank = round(rank_frac · d_max)``).
+    k: neighbours of the test error.
+  """
+  f = {**e.to_dict(), **dict(overrides)}
+  spec = learner.LearnerSpec(
+    n_classes=int(n_classes),
+    rank=max(1, int(round(f["rank_frac"] * d_max))),
+    reading=str(f["reading"]),
+    mem_size=int(f["mem_size"]),
+    n_neg=int(f["n_neg"]),
+    res_size=int(f["res_size"]),
+    knn_k=int(k),
+    use_tstage=bool(f["use_tstage"]),
+    use_inherit=bool(f["use_inherit"]),
+  )
+  sk = f["sinkhorn"]
+  sk_args = (
+    float(sk["threshold"]), int(sk["max_iterations"]), int(sk["inner_iterations"]),
+    bool(sk["lse_mode"]),
+  )  # fmt: skip
+  if (spec, sk_args) not in _LEARNERS:  # same static settings: reuse the compiled scans
+    _LEARNERS[(spec, sk_args)] = learner.make_learner(spec, distance.make_sinkhorn(*sk_args))
+  lrn = _LEARNERS[(spec, sk_args)]
+  names = ("eta", "margin", "mu", "gamma", "nu", "rho", "eps_scale", "lam_21", "lam_nuc")
+  hp = learner.HParams.create(**{n: float(f[n]) for n in names}, hist_temp=f["hist_temp"])
+  return lambda stream, key: protocol.run_eml(lrn, stream, hp, key, k=k)
+
+
+def baseline_variant(name: str, hp: dict, k: int = 5):
+  """``fn(stream, key) -> result`` for a baseline (its jitted scan is cached per name)."""
+  method = baselines.get_baseline(name)
+  if name not in _RUNNERS:
+    _RUNNERS[name] = baselines.make_runner(method, k=k)
+  runner = _RUNNERS[name]
+  return lambda stream, key: protocol.run_baseline(
+    method, runner, protocol.scaled_stream(stream), dict(hp), key, k=k
+  )
+
+
+def load_benchmark_data(c, name: str):
+  """``(X, y, n_classes)`` of a real data set (MNIST pooled by ``c.mnist_pool``)."""
+  X, y = datasets.load(name, c.data_dir)
+  if name == "mnist" and c.mnist_pool > 1:
+    X = datasets.pool_images(X, 28, int(c.mnist_pool))
+  return X, y, int(y.max()) + 1
+
+
+def _eval_kw(c, shots):
+  return dict(
+    test_frac=float(c.test_frac), max_train=c.max_train, max_test=c.max_test, shots=shots,
+    fracs=tuple(c.fracs), n_stages=int(c.multi.n_stages),
+  )  # fmt: skip
+
+
+def run_benchmark(c, progress_bar=None) -> list[dict]:
+  """Every data set x seed x method (EML, ablations, baselines), one- and multi-shot.
+
+  Args:
+    c: a `configs/eml_benchmark.py` ConfigDict.
+    progress_bar: optional tqdm-like object (``update()``).
+
+  Returns:
+    Rows with ``dataset``, ``setting`` ("one"/"multi"), ``seed``, ``method`` and results.
+  """
+  rows = []
+  upd = None if progress_bar is None else (lambda: progress_bar.update(1))
+  for name in c.datasets:
+    X, y, C = load_benchmark_data(c, name)
+    for shots in ("one", "multi"):
+      if shots == "multi" and name not in c.multi.datasets:
+        continue
+      stream0 = _first_stream(c, X, y, C, shots)
+      d_max = max(len(s.features) for s in stream0.stages)
+      methods = {"eml": eml_variant(c.eml, {}, C, d_max, c.k)}
+      for ab, ov in c.ablations.items():
+        methods[ab] = eml_variant(c.eml, ov, C, d_max, c.k)
+      for b in c.baselines:
+        methods[b] = baseline_variant(b, c.baseline_hp.get(b, {}), c.k)
+      if shots == "multi":
+        methods = {m: f for m, f in methods.items() if m in c.multi.methods}
+      out = protocol.evaluate(X, y, C, methods, seeds=c.seeds, progress=upd, **_eval_kw(c, shots))
+      rows += [dict(dataset=name, setting=shots, **r) for r in out]
+  return rows
+
+
+def _first_stream(c, X, y, C, shots):
+  Xtr, ytr, Xte, yte = protocol.split_scale(
+    X, y, seed=0, test_frac=c.test_frac, max_train=c.max_train, max_test=c.max_test
+  )
+  return protocol.make_stream(
+    Xtr, ytr, Xte, yte, seed=0, n_classes=C, shots=shots, fracs=tuple(c.fracs),
+    n_stages=int(c.multi.n_stages),
+  )  # fmt: skip
+
+
+def _grid(grid: dict):
+  keys = sorted(grid)
+  for vals in itertools.product(*(grid[k] for k in keys)):
+    yield dict(zip(keys, vals, strict=True))
+
+
+def run_validation(c, progress_bar=None) -> tuple[list[dict], dict]:
+  """Grid search on validation splits of the training stream (never the test split).
+
+  For each method the grid point with the lowest validation 5-NN error averaged over
+  data sets (each data set's mean over `validation.seeds`) is chosen.
+
+  Returns:
+    ``(rows, chosen)``: one row per data set x seed x (method, grid point); ``chosen``
+    maps method -> hyperparameters.
+  """
+  rows = []
+  upd = None if progress_bar is None else (lambda: progress_bar.update(1))
+  v = c.validation
+  for name in c.datasets:
+    X, y, C = load_benchmark_data(c, name)
+    d_max = max(len(s.features) for s in _first_stream(c, X, y, C, "one").stages)
+    methods, points = {}, {}
+    for p in _grid(v.eml_grid.to_dict()):
+      key = "eml " + json.dumps(p, sort_keys=True)
+      methods[key], points[key] = eml_variant(c.eml, p, C, d_max, c.k), ("eml", p)
+    for b, g in v.baseline_grid.items():
+      for p in _grid(g.to_dict()):
+        key = f"{b} " + json.dumps(p, sort_keys=True)
+        methods[key] = baseline_variant(b, {**c.baseline_hp.get(b, {}).to_dict(), **p}, c.k)
+        points[key] = (b, p)
+    out = protocol.evaluate(
+      X, y, C, methods, seeds=v.seeds, validation_frac=float(v.frac), progress=upd,
+      **_eval_kw(c, "one"),
+    )  # fmt: skip
+    for r in out:
+      m, p = points[r["method"]]
+      rows.append({**r, "dataset": name, "method": m, "params": json.dumps(p, sort_keys=True)})
+  chosen = {}
+  for m in sorted({r["method"] for r in rows}):
+    per = {}
+    for r in rows:
+      if r["method"] == m:
+        per.setdefault(r["params"], {}).setdefault(r["dataset"], []).append(r["knn_error"])
+    score = {p: float(np.mean([np.mean(e) for e in ds.values()])) for p, ds in per.items()}
+    best = min(score, key=score.get)
+    chosen[m] = dict(params=json.loads(best), mean_val_error=score[best], grid=score)
+  return rows, chosen

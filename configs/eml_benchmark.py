@@ -1,0 +1,123 @@
+"""EML evaluation on real offline data (issue 7; spec §3): baselines, ablations, 10 seeds.
+
+Commands (outputs committed under results/eml/, see results/eml/README.md):
+  python -m experiments.eml_benchmark --config=configs/eml_benchmark.py:validate \
+      --workdir=results/eml/validation
+  python -m experiments.eml_benchmark --config=configs/eml_benchmark.py \
+      --workdir=results/eml
+
+Arg keys (`--config=configs/eml_benchmark.py:validate,runlocal`):
+  validate: choose hyperparameters on validation splits of the training stream (the tail
+    of the I-stage; the test split is never read) and write validation.csv/chosen.json.
+    The defaults below (`eml`, `baseline_hp`) are that run's choices.
+  datasets: comma-free `+`-separated subset, e.g. `datasets=wine+sonar`.
+  seeds: number of seeds (default 10; validation uses `validation.seeds`).
+  runlocal: 2 small data sets, 1 seed, 2 ablations, 3 baselines; seconds-to-minutes on CPU.
+
+What the full run produces: see results/eml/README.md (our run's numbers, 2 shared CPU
+cores). Each (data set, method) compiles once; seeds reuse the compiled scans.
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from configs.common import parse_arg
+
+DATASETS = ("wine", "breast_cancer", "digits", "mnist", "ionosphere", "sonar", "vehicle", "vowel")
+BASELINES = ("euclidean", "opml", "opml_warm", "oasis", "rdml", "lego", "opid")
+
+# EML variants: name -> overrides of `eml` (spec §3 ablations).
+ABLATIONS = dict(
+  no_tstage=dict(use_tstage=False),  # I-stage learned alone, from scratch
+  no_inherit=dict(use_inherit=False, gamma=0.0),  # W_s not initialised from G, no γ term
+  no_forward=dict(mu=0.0),  # G learns survived-only triplets, no forwarding term
+  lowrank=dict(rank_frac=0.5, lam_nuc=1e-3),  # k = d/2 + nuclear-norm prox
+  no_ot=dict(nu=0.0),  # Mahalanobis only: no smoothed-Wasserstein term
+  reading_a=dict(reading="A"),  # feature-bin OT instead of embedding OT
+)
+
+
+def _eml_defaults():
+  e = ml_collections.ConfigDict()
+  # Chosen on validation (results/eml/validation/chosen.json); grids in `validation`.
+  e.eta = 0.03
+  e.nu = 0.3
+  e.margin = 1.0
+  e.mu = 1.0
+  e.gamma = 1.0
+  e.rho = 3.0
+  e.eps_scale = 0.05
+  e.lam_21 = 0.0
+  e.lam_nuc = 0.0
+  e.hist_temp = 1.0
+  e.rank_frac = 1.0
+  e.reading = "B"
+  e.mem_size = 5
+  e.n_neg = 5
+  e.res_size = 10
+  e.use_tstage = True
+  e.use_inherit = True
+  e.sinkhorn = dict(threshold=1e-3, max_iterations=200, inner_iterations=10, lse_mode=True)
+  return e
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, validate=False, runlocal=False, datasets="", seeds=10)
+  c = ml_collections.ConfigDict()
+  c.task = "validate" if arg.validate else "benchmark"
+  c.datasets = tuple(arg.datasets.split("+")) if arg.datasets else DATASETS
+  c.seeds = tuple(range(arg.seeds))
+  c.data_dir = placeholder(str)  # None: <repo>/data/eml
+  c.mnist_pool = 2  # 28x28 -> 14x14 average pooling (d = 196): keeps the run within CPU time
+  c.test_frac = 0.3
+  c.max_train = 2000  # caps (only MNIST reaches them): T- and I-stage 1000 each
+  c.max_test = 1000
+  c.k = 5
+  c.fracs = (1.0, 1.0, 1.0)  # v / s / a
+  c.multi = ml_collections.ConfigDict()
+  c.multi.datasets = ("breast_cancer", "digits", "vehicle")
+  c.multi.n_stages = 3
+  c.multi.methods = ("eml", "no_tstage", "euclidean", "opml", "opml_warm", "opid")
+
+  c.eml = _eml_defaults()
+  c.ablations = ml_collections.ConfigDict(ABLATIONS)
+  c.baselines = BASELINES
+  c.baseline_hp = ml_collections.ConfigDict(
+    dict(  # chosen on validation (results/eml/validation/chosen.json)
+      euclidean={},
+      opml=dict(lam=1e-3),
+      opml_warm=dict(lam=1e-3),
+      oasis=dict(C=0.1),
+      rdml=dict(lam=0.1),
+      lego=dict(eta=0.1),
+      opid=dict(eta=1.0),
+    )
+  )
+  c.validation = ml_collections.ConfigDict()
+  c.validation.seeds = (100, 101, 102)  # not the test seeds (the test split is unused anyway)
+  c.validation.frac = 0.3  # tail of the I-stage used as the validation split
+  c.validation.eml_grid = dict(eta=(0.01, 0.03, 0.1), nu=(0.0, 0.3, 1.0))  # spec grid + 0.1
+  c.validation.baseline_grid = dict(
+    opml=dict(lam=(1e-3, 1e-2, 1e-1)),
+    opml_warm=dict(lam=(1e-3, 1e-2, 1e-1)),
+    oasis=dict(C=(0.01, 0.1, 1.0)),
+    rdml=dict(lam=(0.01, 0.1, 1.0)),
+    lego=dict(eta=(0.01, 0.1, 1.0)),
+    opid=dict(eta=(0.1, 1.0, 10.0)),
+  )
+  c.progress = True
+  c.plot = True
+
+  if arg.runlocal:
+    c.datasets = ("wine", "vehicle") if not arg.datasets else c.datasets
+    c.seeds = (0,) if arg.seeds == 10 else c.seeds
+    c.validation.seeds = (100,)
+    c.validation.eml_grid = dict(eta=(0.03,), nu=(0.0, 0.3))
+    c.validation.baseline_grid = dict(opml=dict(lam=(1e-3, 1e-1)))
+    c.ablations = ml_collections.ConfigDict(dict(no_tstage=ABLATIONS["no_tstage"]))
+    c.baselines = ("euclidean", "opml", "opid")
+    c.multi.datasets = ("vehicle",)
+    c.multi.methods = ("eml", "euclidean")
+    c.progress = False
+  c.lock()
+  return c

@@ -1,0 +1,236 @@
+"""The online loop shared by the baselines: one-pass pairs, memory prediction, k-NN.
+
+Every baseline is a `Method`: pure ``init`` / ``update`` / ``embed`` functions on a metric
+pytree. `online_step` wraps them the same way for all methods (and the same way EML
+predicts online): predict the arriving ``x`` by k-NN over a per-class memory of the last
+``M`` samples in the method's metric, then form the one-pass triplet ``(x, p, q)`` with
+``p`` the latest sample of class ``y`` and ``q`` the latest sample of any other class
+(OPML's construction, Li et al. 2018), update the metric, push ``x`` into the memory.
+A whole stage is one jitted `lax.scan` (`make_runner`).
+
+Inputs are expected standardised (training-split statistics) and scaled by ``1/√d``, so
+that the distance between two random instances is about 2 and margins transfer across
+data sets (our convention, as in EML's reading B).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from eml_jax import memory
+
+
+class Method(NamedTuple):
+  """An online metric learner in the shared stream interface.
+
+  Attributes:
+    name: registry name.
+    init: ``(key, d, n_classes, surv_idx) -> metric`` pytree; ``surv_idx`` ``[d_s]`` int
+      positions of features surviving into the next stage, or None (last stage).
+    update: ``(metric, x, y, p, p_ok, q, q_ok, hp) -> metric``; ``x, p, q`` ``[d]``,
+      ``p_ok, q_ok`` ``[]`` bool (whether a positive / negative exists).
+    embed: ``(metric, X [n, d]) -> (queries [n, k], gallery [n, k])``: k-NN ranks by
+      ``‖q_i − g_j‖²`` (``mode="euclid"``) or by ``−q_i·g_j`` (``mode="dot"``).
+    mode: "euclid" or "dot" (see ``embed``).
+    hparams: default hyperparameters (dict of floats; traced at run time).
+    transfer: ``(metric_T, surv_prev, surv_next, d_next, key) -> metric_I`` for methods
+      that use the T-stage (None: the method learns the last stage only).
+    predict: ``(metric, x) -> [] int`` online prediction, or None for memory k-NN.
+  """
+
+  name: str
+  init: Callable
+  update: Callable
+  embed: Callable
+  mode: str = "euclid"
+  hparams: dict | None = None
+  transfer: Callable | None = None
+  predict: Callable | None = None
+
+
+@struct.dataclass
+class OnlineState:
+  """State of a baseline in one stage.
+
+  Attributes:
+    metric: the method's pytree (e.g. ``L`` ``[d, d]``).
+    mem: last ``M`` samples per class, ``x [C, M, d]``.
+    last_t: ``[C]`` int32 arrival time of each class's latest sample (-1: none yet).
+    t: ``[]`` int32 updates done.
+  """
+
+  metric: Any
+  mem: memory.ClassBuffer
+  last_t: jax.Array
+  t: jax.Array
+
+
+def init_online(metric, n_classes: int, d: int, mem_size: int = 5) -> OnlineState:
+  """Wraps a fresh metric with an empty memory."""
+  return OnlineState(
+    metric,
+    memory.buffer_init(n_classes, mem_size, d),
+    jnp.full((n_classes,), -1, jnp.int32),
+    jnp.zeros((), jnp.int32),
+  )
+
+
+def scores(Qe: jax.Array, Ge: jax.Array, mode: str) -> jax.Array:
+  """Ranking scores (lower = nearer) ``[q, g]`` from embeddings ``[q, k]``, ``[g, k]``."""
+  if mode == "euclid":
+    return jnp.sum(jnp.square(Qe[:, None, :] - Ge[None, :, :]), -1)
+  if mode == "dot":
+    return -Qe @ Ge.T
+  raise ValueError(f"mode must be 'euclid' or 'dot', got {mode!r}")
+
+
+def vote(s: jax.Array, gy: jax.Array, valid: jax.Array, k: int, n_classes: int) -> jax.Array:
+  """k-NN vote from scores ``[c, g]``; ties go to the nearer neighbours. Returns ``[c]``."""
+  s = jnp.where(valid[None, :], s, jnp.inf)
+  negs, idx = jax.lax.top_k(-s, k)  # [c, k]
+  w = jnp.isfinite(negs) * (1.0 + 1e-3 * (k - jnp.arange(k)) / k)
+  votes = jnp.sum(jax.nn.one_hot(gy[idx], n_classes) * w[..., None], axis=1)  # [c, C]
+  return jnp.argmax(votes, -1).astype(jnp.int32)
+
+
+def latest_pair(state: OnlineState, y: jax.Array):
+  """One-pass triplet partners of a sample of class ``y`` (OPML's construction).
+
+  Returns:
+    ``(p [d], p_ok [], q [d], q_ok [])``: the latest sample of class ``y`` and the latest
+    sample of any other class.
+  """
+  M = state.mem.x.shape[1]
+  seen = state.mem.seen
+  p = state.mem.x[y, (seen[y] - 1) % M]
+  other = jnp.where(jnp.arange(seen.shape[0]) == y, -1, state.last_t)
+  c = jnp.argmax(other)
+  q = state.mem.x[c, (seen[c] - 1) % M]
+  return p, seen[y] > 0, q, other[c] >= 0
+
+
+def online_step(state: OnlineState, x, y, hp, *, method: Method, k: int = 5):
+  """Predict ``x`` (memory k-NN or the method's own predictor), update, remember.
+
+  Args:
+    state: `OnlineState`.
+    x: ``[d]`` scaled instance.
+    y: ``[]`` int label.
+    hp: dict of traced hyperparameters.
+    method: the `Method` (static).
+    k: neighbours of the online prediction.
+
+  Returns:
+    ``(state, {"mistake": [] bool})``.
+  """
+  C, M, d = state.mem.x.shape
+  y = jnp.asarray(y, jnp.int32)
+  if method.predict is not None:
+    pred = method.predict(state.metric, x)
+  else:
+    Qe, _ = method.embed(state.metric, x[None])
+    _, Ge = method.embed(state.metric, state.mem.x.reshape(C * M, d))
+    s = scores(Qe, Ge, method.mode)
+    pred = vote(s, state.mem.labels.reshape(-1), state.mem.valid.reshape(-1), min(k, C * M), C)[0]
+  p, p_ok, q, q_ok = latest_pair(state, y)
+  metric = method.update(state.metric, x, y, p, p_ok, q, q_ok, hp)
+  new = OnlineState(
+    metric, memory.ring_push(state.mem, x, y), state.last_t.at[y].set(state.t), state.t + 1
+  )
+  return new, {"mistake": pred != y}
+
+
+def _scan(state, X, y, hp, *, method, k):
+  body = functools.partial(online_step, hp=hp, method=method, k=k)
+  return jax.lax.scan(lambda s, xy: body(s, xy[0], xy[1]), state, (X, y))
+
+
+def make_runner(method: Method, k: int = 5) -> Callable:
+  """``jit(scan)``: ``(state, X [n, d], y [n], hp) -> (state, {"mistake": [n]})``."""
+  return jax.jit(functools.partial(_scan, method=method, k=k))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_classes", "mode", "chunk"))
+def knn_predict_embedded(Ge, gy, Qe, *, k=5, n_classes, mode="euclid", chunk=256):
+  """k-NN of embedded queries ``[q, k_e]`` against an embedded gallery ``[g, k_e]``.
+
+  Queries go in fixed-size chunks through `lax.map` (memory ``O(chunk × g)``).
+
+  Returns:
+    ``[q]`` int32 predictions.
+  """
+  n = Qe.shape[0]
+  pad = -n % chunk
+  Qp = jnp.concatenate([Qe, jnp.zeros((pad, Qe.shape[1]), Qe.dtype)]).reshape(
+    -1, chunk, Qe.shape[1]
+  )
+  valid = jnp.ones(Ge.shape[0], bool)
+  kk = min(k, Ge.shape[0])
+  out = jax.lax.map(lambda Qc: vote(scores(Qc, Ge, mode), gy, valid, kk, n_classes), Qp)
+  return out.reshape(-1)[:n]
+
+
+def knn_error(method: Method, metric, X_gallery, y_gallery, X_test, y_test, *, n_classes, k=5):
+  """5-NN test error (fraction) in the method's metric; inputs already scaled."""
+  _, Ge = method.embed(metric, jnp.asarray(X_gallery, jnp.float32))
+  Qe, _ = method.embed(metric, jnp.asarray(X_test, jnp.float32))
+  pred = knn_predict_embedded(
+    Ge, jnp.asarray(y_gallery, jnp.int32), Qe, k=k, n_classes=n_classes, mode=method.mode
+  )
+  return float(jnp.mean(pred != jnp.asarray(y_test)))
+
+
+def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None, mem_size=5):
+  """Runs a baseline over a `Stream` whose stages are already scaled.
+
+  Methods with a ``transfer`` learn every stage and carry the metric across transitions;
+  the others learn the last stage only (they ignore feature evolution).
+
+  Args:
+    method: the `Method`.
+    stream: `eml_jax.stream.Stream` (inputs standardised and scaled by ``1/√d_t``).
+    hp: hyperparameters (floats or ``[]`` arrays), merged over ``method.hparams``.
+    key: PRNG key (for methods whose init or transfer is random).
+    runner: a cached `make_runner(method)` (built here if None).
+    mem_size: memory slots per class.
+
+  Returns:
+    ``(state, [metrics per learned stage])`` with ``[n_t]`` ``mistake`` arrays.
+  """
+  from eml_jax import stream as stream_lib  # local: keeps this module free of host helpers
+
+  runner = make_runner(method) if runner is None else runner
+  hp = {k: jnp.asarray(v, jnp.float32) for k, v in {**(method.hparams or {}), **hp}.items()}
+  stages, C = stream.stages, stream.n_classes
+  first = 0 if method.transfer is not None else len(stages) - 1
+  out, state = [], None
+  for t in range(first, len(stages)):
+    st = stages[t]
+    d = st.X.shape[1]
+    surv = None
+    if t + 1 < len(stages) and method.transfer is not None:
+      surv = stream_lib.transition(st, stages[t + 1]).survived_prev
+    key, k_init = jax.random.split(key)
+    if state is None:
+      metric = method.init(k_init, d, C, surv)
+    else:
+      tr = stream_lib.transition(stages[t - 1], st)
+      metric = method.transfer(state.metric, tr.survived_prev, tr.survived_next, d, k_init)
+      if surv is not None:  # middle stage of a multi-shot stream: a fresh compressor etc.
+        fresh = method.init(k_init, d, C, surv)
+        metric = _merge_middle(metric, fresh)
+    state = init_online(metric, C, d, mem_size)
+    state, m = runner(state, jnp.asarray(st.X, jnp.float32), jnp.asarray(st.y, jnp.int32), hp)
+    out.append(m)
+  return state, out
+
+
+def _merge_middle(transferred, fresh):
+  """Middle multi-shot stage: keep transferred arrays, take fresh ones where shapes differ."""
+  return jax.tree.map(lambda a, b: a if a.shape == b.shape else b, transferred, fresh)

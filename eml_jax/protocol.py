@@ -1,0 +1,255 @@
+"""The EML evaluation protocol (spec §3) on real data: streams, runs, validation splits.
+
+Typed host-side functions; `eml_jax.run_lib` unpacks the benchmark config into them and
+`experiments/eml_benchmark.py` drives them. Per data set and seed:
+
+1. rows are shuffled by the seed; a test split is held out; a `datasets.Scaler` is fitted
+   on the training rows only and applied to both;
+2. the training rows form the stream: one-shot (T-stage ``[v; s]`` then I-stage
+   ``[s; a]``, halves of the training rows) or multi-shot (``n_stages`` equal parts,
+   feature blocks ``[B_t; B_{t+1}]``), with a seeded feature permutation;
+3. every method runs one pass; we record the 5-NN test error with the final metric
+   (gallery: all last-stage training instances), the online mistake rate over the last
+   stage (predict, then update) and the wall time per update of the last stage.
+
+Validation (choosing defaults): `validation_stream` keeps only the training stream and
+holds out the tail of its last stage as the evaluation split; the test split is unused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from eml_jax import datasets, learner, predict
+from eml_jax import stream as stream_lib
+from eml_jax.baselines import online
+
+
+def split_scale(X, y, *, seed: int, test_frac: float, max_train=None, max_test=None):
+  """Seeded train/test split, then standardisation fitted on the training rows only.
+
+  Args:
+    X: ``[n, d]`` raw features.
+    y: ``[n]`` labels.
+    seed: row-shuffle seed.
+    test_frac: fraction of rows held out for test (before the caps).
+    max_train: cap on training rows (None: no cap).
+    max_test: cap on test rows (None: no cap).
+
+  Returns:
+    ``(X_train, y_train, X_test, y_test)``, float32 features standardised with the
+    training statistics.
+  """
+  X, y = np.asarray(X), np.asarray(y)
+  if not 0 < test_frac < 1:
+    raise ValueError(f"test_frac must lie in (0, 1), got {test_frac}")
+  rows = np.random.default_rng([seed, 7]).permutation(len(X))
+  n_test = int(round(test_frac * len(X)))
+  te, tr = rows[:n_test], rows[n_test:]
+  if max_test is not None:
+    te = te[: int(max_test)]
+  if max_train is not None:
+    tr = tr[: int(max_train)]
+  sc = datasets.Scaler.fit(X[tr])
+  return sc.apply(X[tr]), y[tr].astype(np.int32), sc.apply(X[te]), y[te].astype(np.int32)
+
+
+def _blocks(d, fracs, seed):
+  fr = np.asarray(fracs, np.float64)
+  fr = fr / fr.sum()
+  sizes = np.floor(fr * d).astype(int)
+  order = np.argsort(-(fr * d - sizes), kind="stable")
+  sizes[order[: d - sizes.sum()]] += 1
+  if np.any(sizes == 0):
+    raise ValueError(f"d={d} is too small for feature blocks {tuple(fracs)} (sizes {sizes})")
+  perm = np.random.default_rng([seed, 1]).permutation(d)
+  return np.split(perm, np.cumsum(sizes)[:-1])
+
+
+def make_stream(
+  X_train, y_train, X_test, y_test, *, seed, n_classes, shots="one", fracs=(1, 1, 1),
+  n_stages=3, lengths=None,
+) -> stream_lib.Stream:  # fmt: skip
+  """The evolving-feature stream over already split and scaled data.
+
+  Args:
+    X_train: ``[n, d]`` training rows in arrival order; y_train: ``[n]``.
+    X_test: ``[m, d]``; y_test: ``[m]``.
+    seed: feature-permutation seed.
+    n_classes: number of classes.
+    shots: "one" (T-stage ``[v; s]`` -> I-stage ``[s; a]``, ``fracs`` = v/s/a) or "multi"
+      (``n_stages`` stages over ``n_stages + 1`` equal blocks).
+    fracs: v/s/a fractions (one-shot).
+    n_stages: stages (multi-shot, >= 3).
+    lengths: instances per stage (default: equal parts of the training rows).
+
+  Returns:
+    A validated `Stream`; the test split has the last stage's features.
+  """
+  d = X_train.shape[1]
+  if shots == "one":
+    v, s, a = _blocks(d, fracs, seed)
+    feats = [np.concatenate([v, s]), np.concatenate([s, a])]
+  elif shots == "multi":
+    if n_stages < 3:
+      raise ValueError(f"multi-shot needs n_stages >= 3, got {n_stages}")
+    B = _blocks(d, (1,) * (n_stages + 1), seed)
+    feats = [np.concatenate([B[t], B[t + 1]]) for t in range(n_stages)]
+  else:
+    raise ValueError(f"shots must be 'one' or 'multi', got {shots!r}")
+  n = len(X_train)
+  if lengths is None:
+    lengths = (n // len(feats),) * len(feats)
+  if len(lengths) != len(feats) or sum(lengths) > n or min(lengths) < 1:
+    raise ValueError(f"lengths {tuple(lengths)} do not fit {len(feats)} stages of {n} rows")
+  ends = np.cumsum(lengths)
+  stages = tuple(
+    stream_lib.Stage(f, X_train[e - m : e][:, f], y_train[e - m : e])
+    for f, m, e in zip(feats, lengths, ends, strict=True)
+  )
+  test = stream_lib.Stage(feats[-1], X_test[:, feats[-1]], y_test)
+  out = stream_lib.Stream(stages, test, int(n_classes))
+  stream_lib.validate_stream(out, d)
+  return out
+
+
+def validation_stream(stream: stream_lib.Stream, frac: float = 0.3) -> stream_lib.Stream:
+  """Holds out the last ``frac`` of the last stage as the evaluation split (no test data).
+
+  Args:
+    stream: a training stream (its test split is dropped).
+    frac: fraction of the last stage used for validation.
+
+  Returns:
+    A `Stream` whose ``test`` is the validation split.
+  """
+  last = stream.stages[-1]
+  n_val = int(round(frac * len(last.y)))
+  if not 0 < n_val < len(last.y):
+    raise ValueError(f"validation fraction {frac} of {len(last.y)} rows leaves an empty split")
+  keep = stream_lib.Stage(last.features, last.X[:-n_val], last.y[:-n_val])
+  val = stream_lib.Stage(last.features, last.X[-n_val:], last.y[-n_val:])
+  return stream_lib.Stream(stream.stages[:-1] + (keep,), val, stream.n_classes)
+
+
+def scaled_stream(stream: stream_lib.Stream) -> stream_lib.Stream:
+  """Divides every stage (and the test split) by ``√d_t``: the baselines' input scale."""
+  sc = lambda st: st._replace(X=(st.X / math.sqrt(st.X.shape[1])).astype(np.float32))  # noqa: E731
+  return stream_lib.Stream(tuple(sc(s) for s in stream.stages), sc(stream.test), stream.n_classes)
+
+
+def run_eml(lrn: learner.Learner, stream, hp: learner.HParams, key, *, k: int = 5):
+  """One pass of EML over ``stream``; evaluates with the final metric.
+
+  Args:
+    lrn: from `learner.make_learner` (cache it across seeds: it compiles per shape).
+    stream: standardised `Stream` (EML scales by ``1/√d`` itself).
+    hp: traced hyperparameters.
+    key: PRNG key.
+    k: neighbours for the test error.
+
+  Returns:
+    dict: ``knn_error``, ``online_error`` (last stage), ``mistakes`` (``[n_I]`` bool),
+    ``sec_per_update`` (last stage, host wall time including any compilation), Sinkhorn
+    ``ot_converged_frac``.
+  """
+  spec = lrn.spec
+  plan = learner.stage_plan(stream)
+  last = len(plan) - 1
+  first = 0 if spec.use_tstage else last
+  d, surv, _ = plan[first]
+  state = learner.init_state(key, spec, d, surv if first < last else None)
+  for t in range(first, last + 1):
+    if t > first:
+      d, surv, tr = plan[t]
+      state = learner.advance(state, spec, tr, d, surv)
+    st = stream.stages[t]
+    t0 = time.perf_counter()
+    state, m = learner.run_stage(lrn, state, st.X, st.y, hp)
+    jax.block_until_ready(state.L)
+    secs = time.perf_counter() - t0
+  I = stream.stages[-1]
+  err = predict.knn_error(lrn, state, I.X, I.y, stream.test.X, stream.test.y, k=k)
+  mist = np.asarray(m["mistake"])
+  act = np.asarray(m["ot_active"])
+  conv = float(np.mean(np.asarray(m["converged"])[act])) if act.any() else float("nan")
+  return dict(
+    knn_error=err,
+    online_error=float(mist.mean()),
+    mistakes=mist,
+    sec_per_update=secs / len(I.y),
+    ot_converged_frac=conv,
+  )
+
+
+def run_baseline(method: online.Method, runner, stream, hp: dict, key, *, k: int = 5):
+  """One pass of a baseline over a scaled ``stream`` (see `scaled_stream`).
+
+  Returns:
+    dict as `run_eml` (``ot_converged_frac`` NaN); OPID also gives ``clf_error``, its
+    own linear classifier's test error.
+  """
+  t0 = time.perf_counter()
+  state, ms = online.run_stream(method, stream, hp, key, runner=runner)
+  jax.block_until_ready(state.metric)
+  secs = time.perf_counter() - t0
+  I = stream.stages[-1]
+  C = stream.n_classes
+  err = online.knn_error(
+    method, state.metric, I.X, I.y, stream.test.X, stream.test.y, n_classes=C, k=k
+  )
+  mist = np.asarray(ms[-1]["mistake"])
+  n_upd = sum(len(s.y) for s in stream.stages[len(stream.stages) - len(ms) :])
+  out: dict[str, Any] = dict(
+    knn_error=err,
+    online_error=float(mist.mean()),
+    mistakes=mist,
+    sec_per_update=secs / n_upd,
+    ot_converged_frac=float("nan"),
+  )
+  if method.predict is not None:
+    pred = jax.vmap(lambda x: method.predict(state.metric, x))(stream.test.X)
+    out["clf_error"] = float(np.mean(np.asarray(pred) != stream.test.y))
+  return out
+
+
+def evaluate(
+  X, y, n_classes: int, methods: dict, *, seeds, test_frac=0.3, max_train=None, max_test=None,
+  shots="one", fracs=(1, 1, 1), n_stages=3, validation_frac=None, progress=None,
+) -> list[dict]:  # fmt: skip
+  """Runs every method on the streams of every seed of one data set.
+
+  Args:
+    X: ``[n, d]`` raw features; y: ``[n]`` labels.
+    n_classes: number of classes.
+    methods: name -> ``fn(stream, key) -> result dict`` (see `run_eml`, `run_baseline`).
+    seeds: stream / learner seeds.
+    test_frac, max_train, max_test: see `split_scale`.
+    shots, fracs, n_stages: see `make_stream`.
+    validation_frac: if set, evaluate on `validation_stream` (the test split is unused).
+    progress: optional ``fn()`` called after each (seed, method) run (a tqdm update).
+
+  Returns:
+    One row per (seed, method): ``seed``, ``method`` and the result fields.
+  """
+  rows = []
+  for seed in seeds:
+    Xtr, ytr, Xte, yte = split_scale(
+      X, y, seed=seed, test_frac=test_frac, max_train=max_train, max_test=max_test
+    )
+    st = make_stream(
+      Xtr, ytr, Xte, yte, seed=seed, n_classes=n_classes, shots=shots, fracs=fracs,
+      n_stages=n_stages,
+    )  # fmt: skip
+    if validation_frac:
+      st = validation_stream(st, validation_frac)
+    for name, fn in methods.items():
+      rows.append(dict(seed=int(seed), method=name, **fn(st, jax.random.key(seed))))
+      if progress is not None:
+        progress()
+  return rows

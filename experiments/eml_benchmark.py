@@ -1,0 +1,94 @@
+"""EML on real offline data: baselines, ablations, multi-shot, 10 seeds (issue 7).
+
+`python -m experiments.eml_benchmark --config=configs/eml_benchmark.py --workdir=results/eml`
+writes `results.csv` (one row per data set, setting, seed, method), `summary.json`
+(one-shot: ``{dataset: {method: {knn_error_mean, knn_error_std, online_error_mean, ..}}}``),
+`summary_multi.json`, `tables.md` (mean ± std tables, ms per update, paired wins, goal
+check), `online_<dataset>_<setting>.png` and `command.txt`. With `:validate` it runs the
+hyperparameter search on validation splits of the training stream instead and writes
+`validation.csv` and `chosen.json`. The last line is `eml_wins=<n>/<datasets>` (benchmark)
+or `validated=<n methods>` (validate).
+"""
+
+import csv
+import json
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from eml_jax import report, run_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "configs/eml_benchmark.py", "EML benchmark config."
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the tables, summary and plots go.")
+
+
+def _n_runs(c):
+  if c.task == "validate":
+    v = c.validation
+    n_eml = 1
+    for vals in v.eml_grid.values():
+      n_eml *= len(vals)
+    n_b = 0
+    for g in v.baseline_grid.values():
+      p = 1
+      for vals in g.values():
+        p *= len(vals)
+      n_b += p
+    return len(c.datasets) * len(v.seeds) * (n_eml + n_b)
+  per = 1 + len(c.ablations) + len(c.baselines)
+  n_multi = len([d for d in c.datasets if d in c.multi.datasets])
+  return len(c.seeds) * (len(c.datasets) * per + n_multi * len(c.multi.methods))
+
+
+def main(argv):
+  del argv
+  c = _CONFIG.value
+  workdir = _WORKDIR.value
+  if not workdir:
+    raise app.UsageError("--workdir is required")
+  command = "python -m experiments.eml_benchmark " + " ".join(sys.argv[1:])
+  bar = tqdm(total=_n_runs(c), desc=f"eml {c.task}", disable=not c.progress, mininterval=5)
+  if c.task == "validate":
+    rows, chosen = run_lib.run_validation(c, bar)
+    bar.close()
+    os.makedirs(workdir, exist_ok=True)
+    fields = ["dataset", "seed", "method", "params", "knn_error", "online_error"]
+    with open(os.path.join(workdir, "validation.csv"), "w", newline="") as f:
+      w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+      w.writeheader()
+      w.writerows(rows)
+    with open(os.path.join(workdir, "chosen.json"), "w") as f:
+      json.dump(dict(command=command, chosen=chosen), f, indent=1, sort_keys=True)
+    with open(os.path.join(workdir, "command.txt"), "w") as f:
+      f.write(command + "\n")
+    for m, ch in chosen.items():
+      print(
+        f"{m:10s} {json.dumps(ch['params'])} mean validation 5-NN error {ch['mean_val_error']:.4f}"
+      )
+    print(f"validated={len(chosen)}")
+    return
+  rows = run_lib.run_benchmark(c, bar)
+  bar.close()
+  one = report.write_all(
+    rows, workdir, baselines=tuple(c.baselines), ablations=tuple(c.ablations), command=command
+  )
+  with open(os.path.join(workdir, "command.txt"), "w") as f:
+    f.write(command + "\n")
+  for ds, by_m in one.items():
+    best = min(by_m, key=lambda m: by_m[m]["knn_error_mean"])
+    print(f"{ds:14s} eml {100 * by_m['eml']['knn_error_mean']:5.1f}%  best {best} "
+          f"{100 * by_m[best]['knn_error_mean']:5.1f}%")  # fmt: skip
+  wins = sum(
+    all(by_m["eml"]["knn_error_mean"] < by_m[b]["knn_error_mean"] for b in c.baselines)
+    for by_m in one.values()
+  )
+  print(f"eml_wins={wins}/{len(one)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
