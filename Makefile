@@ -11,7 +11,8 @@ PARITY := 1
 endif
 PARITY ?= 0
 
-.PHONY: demo test test-slow lint format install install-parity bench clean dinov2 dinov2-photos
+.PHONY: demo test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
+  fashion-mnist train-default
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +72,28 @@ dinov2: $(DINOV2_CKPT)
 dinov2-photos: $(DINOV2_CKPT)
 	$(PY) -m experiments.dinov2_photos --config=configs/dinov2_photos.py \
 	  --config.checkpoint=$(DINOV2_CKPT) --workdir=results/dinov2
+
+# Fashion-MNIST train split without root: Debian's dataset-fashion-mnist unpacked into
+# ~/.cache (skipped when it is installed system-wide or already unpacked).
+FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
+FMNIST_CACHE := $(HOME)/.cache/ztprune_jax/fashion-mnist
+FMNIST_CACHED := $(FMNIST_CACHE)/usr/share/datasets/fashion-mnist
+
+fashion-mnist:
+	@if [ -f $(FMNIST_SYSTEM)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: using $(FMNIST_SYSTEM)"; \
+	elif [ -f $(FMNIST_CACHED)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: using $(FMNIST_CACHED)"; \
+	else \
+	  tmp=$$(mktemp -d) && cd $$tmp && apt-get download dataset-fashion-mnist && \
+	  mkdir -p $(FMNIST_CACHE) && dpkg-deb -x dataset-fashion-mnist_*.deb $(FMNIST_CACHE) && \
+	  rm -rf $$tmp && echo "Fashion-MNIST: unpacked into $(FMNIST_CACHED)"; \
+	fi
+
+# Reproduces models/vit_fmnist (see its MODEL_CARD.md): about an hour on 2 CPU cores.
+TRAIN_WORKDIR ?= runs/vit_fmnist
+train-default: $(VENV)/.installed fashion-mnist
+	$(PY) -m experiments.train --config=configs/train_fashion_mnist.py --workdir=$(TRAIN_WORKDIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -22,7 +22,8 @@ _CACHE = os.path.join(os.path.expanduser("~"), ".cache", "ztprune_jax")
 
 def expected_shapes(model: VisionTransformer) -> dict[str, tuple[int, ...]]:
   """Flat ``{name: shape}`` of ``model``'s params, without allocating them."""
-  images = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, 3), jnp.float32)
+  size = model.image_size
+  images = jax.ShapeDtypeStruct((1, size, size, model.in_channels), jnp.float32)
   shapes = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes), sep="/")
   return {k: tuple(v.shape) for k, v in flat.items()}

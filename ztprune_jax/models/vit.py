@@ -194,6 +194,7 @@ class VisionTransformer(nn.Module):
     ln_eps: LayerNorm epsilon (1e-6 for timm; Hugging Face ViT uses 1e-12).
     layerscale_init: enables LayerScale with this initial value.
     pos_embed_antialias: torch ``antialias`` flag used when resampling positions.
+    in_channels: image channels ``C`` the patch embedding expects (1 for grey images).
     dtype: computation dtype (params stay float32; softmax runs in float32).
     token_transform: optional hook applied inside every block (pruning/merging).
   """
@@ -212,6 +213,7 @@ class VisionTransformer(nn.Module):
   ln_eps: float = 1e-6
   layerscale_init: float | None = None
   pos_embed_antialias: bool = False
+  in_channels: int = 3
   dtype: Dtype = jnp.float32
   token_transform: hooks.TokenTransform | None = None
 
@@ -241,6 +243,11 @@ class VisionTransformer(nn.Module):
       transform state when ``return_state``.
     """
     _validate(self)
+    if images.ndim == 4 and images.shape[-1] != self.in_channels:
+      raise ValueError(
+        f"images have {images.shape[-1]} channels, the model expects in_channels="
+        f"{self.in_channels} (NHWC [B, H, W, C])"
+      )
     x = Embedding(
       self.width,
       self.patch_size,
@@ -290,7 +297,7 @@ class VisionTransformer(nn.Module):
 
 def _validate(m: VisionTransformer) -> None:
   """Raises ValueError naming the first invalid field of a VisionTransformer."""
-  positive = ("patch_size", "image_size", "width", "depth", "num_heads", "mlp_dim")
+  positive = ("patch_size", "image_size", "width", "depth", "num_heads", "mlp_dim", "in_channels")
   for name in positive:
     if getattr(m, name) < 1:
       raise ValueError(f"VisionTransformer.{name} must be >= 1, got {getattr(m, name)}")
