@@ -1,0 +1,87 @@
+"""PNG grid of the patches each method keeps after each pruning layer.
+
+`python -m experiments.visualize --config=configs/visualize.py:runlocal --workdir=/tmp/vis`
+writes `<workdir>/kept_patches.png`; the last line is `panels=<rows of the grid>`. See
+configs/visualize.py.
+"""
+
+import functools
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+import ztprune_jax as zt
+from ztprune_jax import eval_lib, evaluation, plots
+from ztprune_jax.transforms import PruneArgs
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/visualize.py", "Visualize config.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the PNG goes.")
+
+
+def _forward(model, params, x, args):
+  return model.apply({"params": params}, x, return_state=True, transform_args=args)[1]
+
+
+def _panel(model, pruned, state, grid):
+  """``(kind, maps [B, L, g, g], titles)`` or a note for a state with nothing to show."""
+  p = model.num_prefix_tokens
+  sources = getattr(state, "sources", None)
+  if sources:  # merging: every original token -> the token it now belongs to
+    maps = np.stack([np.asarray(s)[:, p:].reshape(-1, grid, grid) for s in sources], axis=1)
+    return "groups", maps, [f"merge {i + 1}" for i in range(maps.shape[1])]
+  masks = evaluation.kept_masks(model, state, grid)
+  if masks is None or masks.shape[1] == 0:
+    return f"{type(pruned.token_transform).__name__}: state exposes no kept/source map"
+  plans = getattr(pruned.token_transform, "plans", ())
+  titles = [f"after block {pl.layer}" for pl in plans if not pl.is_noop]
+  if len(titles) != masks.shape[1]:
+    titles = [f"layer {i + 1}" for i in range(masks.shape[1])]
+  return "kept", masks, titles
+
+
+def main(argv):
+  del argv
+  c = _CONFIG.value
+  workdir = _WORKDIR.value
+  if not workdir:
+    raise app.UsageError("--workdir is required")
+  if c.num_images < 1:
+    raise ValueError(f"num_images={c.num_images} must be >= 1")
+  model = eval_lib.build_model(c)
+  c.unlock()
+  c.data.num_examples = c.num_images
+  c.data.batch_size = c.num_images
+  c.lock()
+  loader, data_desc = eval_lib.build_loader(c, model)
+  params, weights = eval_lib.load_params(c, model)
+  images = next(iter(loader)).images  # [n, H, W, C]
+  print(f"model     {c.model_name} {c.model.to_dict()}")
+  print(f"weights   {weights}")
+  print(f"data      {data_desc}")
+  grid = model.image_size // model.patch_size
+  panels = {}
+  for method in c.methods:
+    if method not in zt.PRUNERS:
+      print(f"skip      {method}: not registered in ztprune_jax.PRUNERS")
+      continue
+    bs = eval_lib.schedule_for(c, model, method, c.budget_gflops)
+    pruned = zt.prune(model, method, bs.schedule, **eval_lib.method_options(c, method))
+    args = PruneArgs(eval_lib.hparams_for(c, pruned), jax.random.key(c.seed))
+    state = jax.jit(functools.partial(_forward, pruned))(params, images, args)
+    panels[method] = _panel(model, pruned, state, grid)
+    note = panels[method] if isinstance(panels[method], str) else ""
+    print(f"method    {method}: {bs.gflops:.4g} GFLOPs (r={bs.r}) {note}")
+  transform = eval_lib.build_transform(c, model)
+  path = os.path.join(workdir, c.plot_file)
+  plots.plot_kept_patches(
+    images, panels, path, patch_size=model.patch_size, mean=transform.mean, std=transform.std
+  )
+  print(f"wrote     {path}")
+  print(f"panels={len(panels) * images.shape[0]}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,105 @@
+"""Dataset names -> random-access sources: one call for every evaluation dataset."""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+import numpy as np
+from PIL import Image
+
+from ztprune_jax.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+from ztprune_jax.data.folder import ImageFolder
+from ztprune_jax.data.pipeline import InMemorySource, Source
+from ztprune_jax.data.preprocess import EvalTransform
+
+__all__ = ["DATASETS", "fashion_mnist_source", "make_source", "synthetic_source"]
+
+# The embedded default first.
+DATASETS = ("fashion_mnist", "imagenet2012", "image_folder", "synthetic")
+
+
+def fashion_mnist_source(
+  split: str, transform: EvalTransform, data_dir: str | os.PathLike | None = None
+) -> InMemorySource:
+  """Fashion-MNIST in memory, normalised by ``transform`` (resized only if its size is not 28).
+
+  Args:
+    split: ``"train"`` or ``"test"``.
+    transform: gives ``image_size``, ``channels`` (grey copied to 3 if 3) and mean/std.
+    data_dir: optional folder with the IDX files (see `load_fashion_mnist`).
+  """
+  images, labels = load_fashion_mnist(split, data_dir)  # uint8 [N, 28, 28], int32 [N]
+  if transform.image_size != images.shape[1]:
+    x = np.stack([transform(Image.fromarray(im)) for im in images])  # [N, S, S, C]
+  else:
+    x = transform.normalize(np.repeat(images[..., None], transform.channels, axis=-1))
+  return InMemorySource(x, labels, FASHION_MNIST_CLASSES)
+
+
+def synthetic_source(
+  num_examples: int, transform: EvalTransform, *, num_classes: int, seed: int = 0
+) -> InMemorySource:
+  """Seeded Gaussian images with uniform random labels (plumbing and throughput only)."""
+  if num_examples < 1 or num_classes < 1:
+    raise ValueError(f"num_examples={num_examples} and num_classes={num_classes} must be >= 1")
+  rng = np.random.default_rng(seed)
+  s, c = transform.image_size, transform.channels
+  images = rng.standard_normal((num_examples, s, s, c), dtype=np.float32)
+  labels = rng.integers(0, num_classes, num_examples, dtype=np.int32)
+  return InMemorySource(images, labels, tuple(str(i) for i in range(num_classes)))
+
+
+def make_source(
+  name: str,
+  transform: EvalTransform,
+  *,
+  split: str | None = None,
+  data_dir: str | os.PathLike | None = None,
+  manual_dir: str | os.PathLike | None = None,
+  num_classes: int = 1000,
+  num_examples: int = 64,
+  seed: int = 0,
+  imagenet_builder: str = "jpeg",
+) -> Source:
+  """A random-access source of normalised float32 ``[H, W, C]`` images and int labels.
+
+  Args:
+    name: one of `DATASETS`: ``fashion_mnist`` (the embedded default; ``split`` train or
+      test, default test), ``imagenet2012`` (validation from ``manual_dir``, prepared under
+      ``data_dir``), ``image_folder`` (``data_dir/<class>/<image>``; ``split`` names a
+      sub-folder of ``data_dir`` when given), ``synthetic`` (``num_examples`` seeded
+      Gaussian images, ``num_classes`` labels).
+    transform: preprocessing (`EvalTransform`).
+    split, data_dir, manual_dir: where the data is, as above.
+    num_classes, num_examples, seed: for ``synthetic``.
+    imagenet_builder: ``"jpeg"`` (no TensorFlow) or ``"stock"`` (needs TensorFlow).
+
+  Raises:
+    ValueError: an unknown name (the message lists the valid ones) or missing arguments.
+    FileNotFoundError: the data is not where it is said to be.
+  """
+  if name == "fashion_mnist":
+    return fashion_mnist_source(split or "test", transform, data_dir)
+  if name == "imagenet2012":
+    if not manual_dir:
+      raise ValueError("imagenet2012 needs manual_dir (the folder with ILSVRC2012_img_val.tar)")
+    from ztprune_jax.data.imagenet import imagenet2012_source  # imports tfds (seconds)
+
+    return imagenet2012_source(
+      manual_dir,
+      transform,
+      split=split or "validation",
+      data_dir=data_dir,
+      builder=imagenet_builder,
+    )
+  if name == "image_folder":
+    if not data_dir:
+      raise ValueError("image_folder needs data_dir (root/<class>/<image>)")
+    root = os.path.join(data_dir, split) if split else data_dir
+    return ImageFolder(root, transform)
+  if name == "synthetic":
+    return synthetic_source(num_examples, transform, num_classes=num_classes, seed=seed)
+  close = difflib.get_close_matches(name, DATASETS, n=2)
+  hint = f" Did you mean {close}?" if close else ""
+  raise ValueError(f"Unknown dataset {name!r}.{hint} Valid: {list(DATASETS)}")

@@ -1,0 +1,290 @@
+"""The boundary between the evaluation configs (`configs/eval.py` layout) and the kernels.
+
+Only this module reads the eval ConfigDicts; it builds the model and params, the data
+loader, each method's options and schedule, and runs one (method, budget) point.
+`experiments/evaluate.py`, `sweep.py` and `visualize.py` are thin mains over it.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+
+from ztprune_jax import data as data_lib
+from ztprune_jax import evaluation, pruners
+from ztprune_jax.checkpoints import load_checkpoint
+from ztprune_jax.layer import ZeroTPruneHParams
+from ztprune_jax.models.registry import create_model
+from ztprune_jax.models.vit import VisionTransformer
+from ztprune_jax.transforms import ZeroTPrune
+
+__all__ = [
+  "append_csv",
+  "build_loader",
+  "build_model",
+  "build_transform",
+  "hparams_for",
+  "load_params",
+  "method_options",
+  "metric_writer",
+  "run_point",
+  "schedule_for",
+  "write_json",
+]
+
+UNPRUNED = evaluation.UNPRUNED
+
+
+def build_model(config) -> VisionTransformer:
+  """``config.model_name`` with the ``config.model`` field overrides."""
+  return create_model(config.model_name, **config.model.to_dict())
+
+
+def load_params(config, model: VisionTransformer) -> tuple[Any, str]:
+  """``(params, description)``: ``config.checkpoint`` or a seeded random init."""
+  if config.checkpoint:
+    if not os.path.exists(config.checkpoint):
+      raise FileNotFoundError(f"checkpoint {config.checkpoint!r} does not exist")
+    return load_checkpoint(config.checkpoint, model), config.checkpoint
+  c = getattr(model, "in_channels", 3)
+  x = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, c), jnp.float32)
+  params = jax.jit(lambda key: model.lazy_init(key, x))(jax.random.key(config.seed))["params"]
+  return params, f"random init (seed {config.seed}); no checkpoint configured"
+
+
+def build_transform(config, model: VisionTransformer) -> data_lib.EvalTransform:
+  """Eval preprocessing: the model's size/channels, its timm crop ratio, mean/std.
+
+  ``config.data.crop_pct``/``mean``/``std`` override; unset, ``crop_pct`` follows
+  `data.model_preprocess` (timm's ``pretrained_cfg``) and mean/std those of the model,
+  except on Fashion-MNIST, whose own pixel statistics are used.
+  """
+  d = config.data
+  channels = getattr(model, "in_channels", 3)
+  defaults = data_lib.model_preprocess(config.model_name)
+  if d.name == "fashion_mnist":  # its own statistics, images used whole
+    defaults = data_lib.model_preprocess("vit_fmnist_patch4_28")
+  mean = tuple(d.mean) if d.mean is not None else tuple(defaults["mean"])
+  std = tuple(d.std) if d.std is not None else tuple(defaults["std"])
+  if len(mean) == 1 and channels == 3:
+    mean, std = mean * 3, std * 3
+  return data_lib.EvalTransform(
+    image_size=model.image_size,
+    crop_pct=float(d.crop_pct) if d.crop_pct is not None else float(defaults["crop_pct"]),
+    mean=mean,
+    std=std,
+    channels=channels,
+  )
+
+
+def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader, str]:
+  """``(loader, description)`` of ``config.data`` for this host."""
+  d = config.data
+  transform = build_transform(config, model)
+  source = data_lib.make_source(
+    d.name,
+    transform,
+    split=d.split,
+    data_dir=d.data_dir,
+    manual_dir=d.manual_dir,
+    num_classes=model.num_classes,
+    num_examples=d.num_examples or 64,
+    seed=config.seed,
+    imagenet_builder=d.imagenet_builder,
+  )
+  loader = data_lib.BatchLoader(
+    source,
+    d.batch_size,
+    start=d.start,
+    num_examples=d.num_examples,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    num_threads=d.num_threads,
+  )
+  where = d.data_dir or d.manual_dir or "default location"
+  desc = (
+    f"{d.name} split={d.split} ({where}), examples {d.start}..{d.start + loader.num_examples - 1}"
+    f" on this host, batch {d.batch_size}, crop_pct {transform.crop_pct} "
+    f"(resize {transform.resize} -> crop {transform.image_size}), mean {transform.mean}"
+  )
+  if d.name == "synthetic":
+    desc += "; seeded Gaussian images with random labels: accuracy is chance level"
+  return loader, desc
+
+
+def method_options(config, method: str) -> dict:
+  """``config.method_options[method]`` as a dict (empty when none are configured)."""
+  opts = config.method_options
+  return opts[method].to_dict() if method in opts else {}
+
+
+def hparams_for(config, pruned: VisionTransformer):
+  """Traced `ZeroTPruneHParams` for Zero-TPrune-family pruned models (None for the others)."""
+  if not isinstance(pruned.token_transform, ZeroTPrune):
+    return None
+  h = config.hparams
+  return ZeroTPruneHParams(
+    v_range=tuple(jnp.float32(v) for v in h.v_range),
+    cls_value=jnp.float32(h.cls_value),
+    tol=jnp.float32(h.tol),
+  )
+
+
+def schedule_for(config, model, method: str, budget_gflops=None) -> evaluation.BudgetSchedule:
+  """The schedule of ``method``: ``config.r`` if set, else the budget's constant-r schedule."""
+  if method == UNPRUNED:
+    return evaluation.schedule_for_budget(model, UNPRUNED, 1.0)
+  options = method_options(config, method)
+  layers = tuple(config.layers) if config.layers is not None else None
+  if config.r is not None:
+    sched = {"r": int(config.r), "decreasing": bool(config.decreasing)}
+    if layers is not None:
+      sched["layers"] = list(layers)
+    g, o = evaluation.method_gflops(model, method, sched, **options)
+    return evaluation.BudgetSchedule(sched, int(config.r), g, o)
+  budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
+  if budget is None:
+    raise ValueError(
+      f"method {method!r} needs a budget: set --config.budget_gflops=<GFLOPs> or --config.r=<int>"
+    )
+  return evaluation.schedule_for_budget(
+    model, method, float(budget), decreasing=bool(config.decreasing), layers=layers, **options
+  )
+
+
+def run_point(
+  config,
+  model: VisionTransformer,
+  params,
+  loader,
+  method: str,
+  budget_gflops: float | None = None,
+  *,
+  throughput: bool | None = None,
+) -> dict[str, Any]:
+  """Evaluates one (method, budget) point; returns its record (JSON-serialisable).
+
+  The record holds ``method``, ``budget_gflops``, ``r``, ``schedule``, ``gflops``
+  (blocks-only, the paper's), ``overhead_gflops``, ``total_gflops`` (with patch embedding
+  and head), ``top1``, ``top5``, ``num_examples``, ``eval_seconds`` and, when measured,
+  ``img_per_s``.
+  """
+  bs = schedule_for(config, model, method, budget_gflops)
+  if method == UNPRUNED:
+    pruned = model
+  else:
+    pruned = pruners.prune(model, method, bs.schedule, **method_options(config, method))
+  counts = pruners.count_flops(pruned)
+  res = evaluation.evaluate(
+    pruned,
+    params,
+    loader,
+    rng=jax.random.key(config.seed),
+    hparams=hparams_for(config, pruned),
+    progress=config.progress,
+    desc=f"{method} @ {bs.gflops:.3g} GFLOPs",
+  )
+  budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
+  record = {
+    "method": method,
+    "budget_gflops": None if method == UNPRUNED or budget is None else float(budget),
+    "r": bs.r,
+    "schedule": json.dumps(bs.schedule),
+    "gflops": bs.gflops,
+    "overhead_gflops": bs.overhead_gflops,
+    "total_gflops": counts["total"] / 1e9,
+    "top1": res.top1,
+    "top5": res.top5,
+    "num_examples": res.num_examples,
+    "eval_seconds": res.seconds,
+    "img_per_s": None,
+  }
+  t = config.throughput
+  if t.enabled if throughput is None else throughput:
+    c = getattr(model, "in_channels", 3)
+    tp = evaluation.measure_throughput(
+      pruned,
+      params,
+      batch_size=t.batch_size,
+      image_shape=(model.image_size, model.image_size, c),
+      warmup=t.warmup,
+      iters=t.iters,
+      seed=config.seed,
+    )
+    record["img_per_s"] = tp["img_per_s"]
+  if isinstance(pruned.token_transform, ZeroTPrune):
+    record["num_pruning_layers"] = len(pruned.token_transform.plans)
+  return record
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes ``obj`` as indented JSON, creating the folder."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2)
+
+
+def append_csv(path: str, row: dict[str, Any], columns: tuple[str, ...] | None = None) -> None:
+  """Appends ``row`` to a CSV (header written when the file is new or empty).
+
+  Raises:
+    ValueError: the existing header has other columns than ``row``.
+  """
+  columns = tuple(columns or row)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  new = not os.path.exists(path) or os.path.getsize(path) == 0
+  if not new:
+    with open(path, newline="") as f:
+      header = tuple(next(csv.reader(f), ()))
+    if header != columns:
+      raise ValueError(f"{path} has columns {list(header)}, the new row has {list(columns)}")
+  with open(path, "a", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+    if new:
+      writer.writeheader()
+    writer.writerow({k: row.get(k) for k in columns})
+
+
+class _LogWriter:
+  """Logs scalars with absl (clu's writer interface) when clu.metric_writers cannot load."""
+
+  def write_scalars(self, step: int, scalars) -> None:
+    logging.info("[%d] %s", step, ", ".join(f"{k}={v}" for k, v in scalars.items()))
+
+  def write_hparams(self, hparams) -> None:
+    logging.info("hparams %s", dict(hparams))
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+def metric_writer(workdir: str):
+  """``(writer, writes_tensorboard)`` for ``workdir``: clu's writer, which always logs.
+
+  clu's TensorBoard summary writer needs TensorFlow and tensorboard (clu's torch writer:
+  torch and tensorboard). Without them the writer only logs and the flag is False; without
+  an importable ``clu.metric_writers`` at all, scalars go to absl logging.
+  """
+  primary = jax.process_index() == 0
+  if importlib.util.find_spec("tensorboard") is None:  # clu.metric_writers cannot import
+    logging.info("tensorboard is not installed: logging scalars only")
+    return _LogWriter(), False
+  try:
+    from clu import metric_writers
+  except ImportError as e:
+    logging.warning("clu.metric_writers unavailable (%s): logging scalars only", e)
+    return _LogWriter(), False
+  try:
+    return metric_writers.create_default_writer(workdir, just_logging=not primary), primary
+  except ImportError:
+    return metric_writers.create_default_writer(None), False

@@ -1,0 +1,312 @@
+"""Accuracy, FLOPs and throughput of a (pruned) ViT: the functions the harness calls.
+
+Methods are reached only through `pruners.prune` / `pruners.count_flops`, so whatever is
+in `pruners.PRUNERS` can be evaluated. `schedule_for_budget` maps a GFLOPs budget to a
+schedule the same way for every method (a constant ``r``: remove ``r`` patch tokens after
+blocks ``0 … depth−2``, ToMe's schedule, the one our Zero-TPrune presets use), so all
+methods at one budget process the same token counts. `eval_step` is a pure function of
+one batch (wrap it in any jit / sharded jit); `evaluate` jits it once per model and batch
+shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm.auto as tqdm
+
+from ztprune_jax import pruners
+from ztprune_jax.models.vit import VisionTransformer
+from ztprune_jax.transforms import PruneArgs
+
+__all__ = [
+  "BudgetSchedule",
+  "EvalResult",
+  "eval_step",
+  "evaluate",
+  "kept_masks",
+  "measure_throughput",
+  "method_gflops",
+  "schedule_for_budget",
+]
+
+UNPRUNED = "none"  # the method name the harness uses for the unpruned model
+
+
+class BudgetSchedule(NamedTuple):
+  """A schedule meeting a GFLOPs budget.
+
+  Attributes:
+    schedule: what `prune` takes (``{"r": r, ...}``), or None for the unpruned model.
+    r: tokens removed per pruning layer.
+    gflops: blocks-only GFLOPs (the paper's number) the method reaches with it.
+    overhead_gflops: the method's pruning overhead (not charged against the budget).
+  """
+
+  schedule: Any
+  r: int
+  gflops: float
+  overhead_gflops: float
+
+
+class EvalResult(NamedTuple):
+  """Accuracy on the evaluated (unpadded) examples.
+
+  Attributes:
+    top1, top5: accuracies in ``[0, 1]`` (top-5 is top-``min(5, K)``).
+    num_examples: examples counted.
+    seconds: wall time of the loop (compilation included).
+  """
+
+  top1: float
+  top5: float
+  num_examples: int
+  seconds: float
+
+
+def method_gflops(
+  model: VisionTransformer, method: str, schedule, **options
+) -> tuple[float, float]:
+  """``(blocks GFLOPs, overhead GFLOPs)`` of ``model`` pruned by ``method`` with ``schedule``."""
+  pruned = model if method == UNPRUNED else pruners.prune(model, method, schedule, **options)
+  counts = pruners.count_flops(pruned)
+  return counts["blocks"] / 1e9, counts["overhead"] / 1e9
+
+
+def schedule_for_budget(
+  model: VisionTransformer,
+  method: str,
+  budget_gflops: float,
+  *,
+  decreasing: bool = False,
+  layers: Sequence[int] | None = None,
+  **options,
+) -> BudgetSchedule:
+  """The constant-``r`` schedule whose blocks-only GFLOPs are nearest ``budget_gflops``.
+
+  Tries ``r = 0, 1, …`` until the cost drops to the budget, counting each with
+  `pruners.count_flops` on ``prune(model, method, {"r": r, ...})`` (no compilation), and
+  keeps whichever of the last two ``r`` is nearer the budget (the cheaper one on ties).
+  A budget at or above the unpruned cost gives ``r = 0``.
+
+  Args:
+    model: the unpruned `VisionTransformer`.
+    method: a name in `pruners.PRUNERS`, or ``"none"`` (unpruned; the budget is ignored).
+    budget_gflops: blocks-only GFLOPs per image (the paper's convention; DeiT-S: 4.55).
+    decreasing: ToMe's decreasing ``r`` ramp instead of a constant ``r``.
+    layers: blocks followed by a pruning layer (default ``0 … depth−2``).
+    **options: options of `prune` for ``method``.
+
+  Returns:
+    A `BudgetSchedule`.
+
+  Raises:
+    ValueError: a non-finite or non-positive budget, an unknown method, or a budget below
+      the cheapest schedule (the message gives the reachable range).
+  """
+  if isinstance(budget_gflops, bool) or not isinstance(budget_gflops, (int, float)):
+    raise ValueError(f"budget_gflops={budget_gflops!r} must be a number")
+  if not math.isfinite(budget_gflops) or budget_gflops <= 0:
+    raise ValueError(f"budget_gflops={budget_gflops!r} must be a positive finite number")
+  if method == UNPRUNED:
+    g, o = method_gflops(model, method, None)
+    return BudgetSchedule(None, 0, g, o)
+  pruners.get_pruner(method)  # unknown names fail here, listing the valid ones
+
+  def sched(r):
+    out = {"r": r, "decreasing": decreasing}
+    if layers is not None:
+      out["layers"] = [int(x) for x in layers]
+    return out
+
+  costs = []
+  for r in range(model.num_patches):
+    try:
+      costs.append((r, *method_gflops(model, method, sched(r), **options)))
+    except ValueError:
+      if r == 0:
+        raise
+      break  # r removes more tokens than exist: the cheapest schedule was the previous r
+    if costs[-1][1] <= budget_gflops:
+      break  # costs fall with r: the next r only moves further below the budget
+  lowest = costs[-1][1]
+  if lowest > budget_gflops:
+    raise ValueError(
+      f"budget_gflops={budget_gflops:.4g} is below what {method!r} reaches on this model "
+      f"(constant-r schedules cost {lowest:.4g} … {costs[0][1]:.4g} GFLOPs)"
+    )
+  r, g, o = min(costs, key=lambda c: (abs(c[1] - budget_gflops), c[1]))
+  return BudgetSchedule(sched(r), r, g, o)
+
+
+def eval_step(params, images, labels, mask, args, *, model: VisionTransformer, k: int = 5):
+  """Counts correct predictions in one batch (pure; jit or shard it).
+
+  Args:
+    params: model params.
+    images: ``[B, H, W, C]`` float32.
+    labels: ``[B]`` int32.
+    mask: ``[B]`` bool, False for padding.
+    args: `PruneArgs` for a pruned model (ignored for the unpruned one).
+    model: the (pruned) model, static.
+    k: top-k of the second accuracy (clipped to the number of classes).
+
+  Returns:
+    ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples).
+  """
+  if model.token_transform is None:
+    logits = model.apply({"params": params}, images)  # [B, K]
+  else:
+    logits = model.apply({"params": params}, images, transform_args=args)
+  k = min(k, logits.shape[-1])
+  _, top = jax.lax.top_k(logits, k)  # [B, k]
+  hit = top == labels[:, None]  # [B, k]
+  m = mask.astype(jnp.float32)
+  return {
+    "correct1": jnp.sum(hit[:, 0] * m),
+    "correct5": jnp.sum(jnp.any(hit, axis=-1) * m),
+    "count": jnp.sum(m),
+  }
+
+
+def evaluate(
+  model: VisionTransformer,
+  params,
+  batches: Iterable,
+  *,
+  rng: jax.Array | None = None,
+  hparams: Any = None,
+  progress: bool = True,
+  desc: str = "eval",
+) -> EvalResult:
+  """Top-1/top-5 accuracy of ``model`` over ``batches`` (one compile per batch shape).
+
+  Args:
+    model: a `VisionTransformer`, pruned or not.
+    params: its params.
+    batches: iterable of ``(images [B, H, W, C], labels [B], mask [B])`` (e.g.
+      `data.BatchLoader`; ``len`` is used for the progress bar when present).
+    rng: PRNG key for random methods, folded with the batch index (default key 0).
+    hparams: traced method hyperparameters (`PruneArgs.hparams`), or None.
+    progress: show a tqdm bar.
+    desc: the bar's label.
+
+  Returns:
+    An `EvalResult`.
+
+  Raises:
+    ValueError: no examples (every mask False or no batches).
+  """
+  rng = jax.random.key(0) if rng is None else rng
+  step = jax.jit(functools.partial(eval_step, model=model))
+  total = len(batches) if hasattr(batches, "__len__") else None
+  sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0}
+  t0 = time.perf_counter()
+  pending = []
+  for i, (images, labels, mask) in enumerate(
+    tqdm.tqdm(batches, total=total, desc=desc, disable=not progress, leave=False)
+  ):
+    args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(rng, i))
+    pending.append(step(params, jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mask), args))
+    if len(pending) > 2:  # keep the device busy, bound the queue
+      _accumulate(sums, pending.pop(0))
+  for out in pending:
+    _accumulate(sums, out)
+  n = int(round(sums["count"]))
+  if n == 0:
+    raise ValueError("evaluate saw no examples (no batches, or every mask False)")
+  return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, time.perf_counter() - t0)
+
+
+def _accumulate(sums: dict, out: dict) -> None:
+  for key, value in jax.device_get(out).items():
+    sums[key] += float(value)
+
+
+def measure_throughput(
+  model: VisionTransformer,
+  params,
+  *,
+  batch_size: int,
+  image_shape: Sequence[int],
+  warmup: int = 2,
+  iters: int = 10,
+  seed: int = 0,
+) -> dict[str, float]:
+  """Images per second of the jitted forward pass on one fixed batch.
+
+  Args:
+    model: a `VisionTransformer`, pruned or not.
+    params: its params.
+    batch_size: ``B``.
+    image_shape: ``(H, W, C)``.
+    warmup: untimed calls first (the first compiles).
+    iters: timed calls.
+    seed: seeds the input images and the method's PRNG key.
+
+  Returns:
+    ``{"img_per_s", "ms_per_batch", "batch_size", "iters"}``.
+  """
+  if warmup < 1 or iters < 1:
+    raise ValueError(f"warmup={warmup} and iters={iters} must be >= 1 (warm-up excludes compile)")
+  key = jax.random.key(seed)
+  x = jax.random.normal(key, (batch_size, *image_shape), jnp.float32)
+  args = PruneArgs(hparams=None, rng=key)
+
+  @jax.jit
+  def forward(params, x, args):
+    if model.token_transform is None:
+      return model.apply({"params": params}, x)
+    return model.apply({"params": params}, x, transform_args=args)
+
+  for _ in range(warmup):
+    jax.block_until_ready(forward(params, x, args))
+  t0 = time.perf_counter()
+  for _ in range(iters):
+    out = forward(params, x, args)
+  jax.block_until_ready(out)
+  dt = time.perf_counter() - t0
+  return {
+    "img_per_s": batch_size * iters / dt,
+    "ms_per_batch": 1e3 * dt / iters,
+    "batch_size": float(batch_size),
+    "iters": float(iters),
+  }
+
+
+def kept_masks(model: VisionTransformer, state, grid: int) -> np.ndarray | None:
+  """Which patches survive each pruning layer, from the state ``apply(..., return_state=True)``.
+
+  Works with any transform whose state has ``kept``: one ``[B, P + K_l]`` array of original
+  positions per pruning layer (`transforms.PruneState`). Returns None for states without
+  it (e.g. merging methods that keep a source map instead).
+
+  Args:
+    model: the pruned model (gives the prefix-token count).
+    state: the transform state.
+    grid: patches per image side.
+
+  Returns:
+    ``[B, L, grid, grid]`` bool (True = kept after layer ``l``), or None.
+  """
+  kept = getattr(state, "kept", None)
+  if kept is None:
+    return None
+  p = model.num_prefix_tokens
+  out = []
+  for positions in kept:
+    pos = np.asarray(positions)  # [B, P + K]
+    b = pos.shape[0]
+    m = np.zeros((b, p + grid * grid), bool)
+    np.put_along_axis(m, pos, True, axis=1)
+    out.append(m[:, p:].reshape(b, grid, grid))
+  if not out:
+    return np.zeros((0, 0, grid, grid), bool)
+  return np.stack(out, axis=1)
