@@ -1,0 +1,60 @@
+"""The whole benchmark protocol end to end (slow): 2 data sets x 2 seeds, every method."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from eml_jax import datasets
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=1800):
+  cmd = [sys.executable, "-m", "experiments.eml_benchmark", *args]
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_benchmark_two_datasets_two_seeds(tmp_path):
+  proc = _run("--config=configs/eml_benchmark.py:datasets=wine+vehicle,seeds=2",
+              "--config.progress=False", f"--workdir={tmp_path}")  # fmt: skip
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  assert proc.stdout.strip().splitlines()[-1].startswith("eml_wins=")
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert sorted(summary) == ["vehicle", "wine"]
+  for ds, by_m in summary.items():
+    chance = 1 - 1 / datasets.DATASETS[ds][2]
+    assert {"eml", "euclidean", "opml", "opml_warm", "oasis", "rdml", "lego", "opid"} <= set(by_m)
+    assert {"no_tstage", "no_inherit", "no_ot", "reading_a", "lowrank"} <= set(by_m)
+    for m, s in by_m.items():
+      assert 0 <= s["knn_error_mean"] <= 1 and 0 <= s["online_error_mean"] <= 1, (ds, m)
+      assert s["n_seeds"] == 2
+    assert by_m["eml"]["knn_error_mean"] < chance
+    assert by_m["eml"]["online_error_mean"] < chance
+  multi = json.loads((tmp_path / "summary_multi.json").read_text())
+  assert sorted(multi) == ["vehicle"]
+  table = (tmp_path / "tables.md").read_text()
+  assert "| wine |" in table and "## Goal check" in table
+  assert (tmp_path / "online_wine_one.png").stat().st_size > 1000
+  rows = (tmp_path / "results.csv").read_text().strip().splitlines()
+  assert len(rows) == 1 + 2 * 2 * 14 + 2 * 6  # header, one-shot runs, vehicle multi-shot
+
+
+@pytest.mark.slow
+def test_validation_runlocal_writes_choice(tmp_path):
+  proc = _run("--config=configs/eml_benchmark.py:validate,runlocal", f"--workdir={tmp_path}")
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  chosen = json.loads((tmp_path / "chosen.json").read_text())["chosen"]
+  assert set(chosen) == {"eml", "opml"}
+  assert chosen["eml"]["params"]["nu"] in (0.0, 0.3)
+  assert (tmp_path / "validation.csv").exists()
+
+
+def test_benchmark_needs_workdir():
+  proc = _run("--config=configs/eml_benchmark.py:runlocal", timeout=300)
+  assert proc.returncode != 0 and "--workdir" in proc.stderr
