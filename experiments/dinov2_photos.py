@@ -214,7 +214,7 @@ def kept_tokens_figure(c, model, params, pruned, path):
     fontsize=9,
   )
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=80)
   plt.close(fig)
 
 

@@ -206,3 +206,35 @@ def test_dinov2_backbone_matches_onnxruntime(tmp_path):
   assert ours.shape == ref.shape == (2, 257, 384)
   # measured max |diff| 1.4e-5 on outputs of magnitude ~8 (float32 op-order differences)
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("out", [16, 37, 40])
+def test_pos_embed_resampling_matches_the_onnx_resize_node(out):
+  """DINOv2's exported Resize (cubic a=-0.75, half_pixel, explicit sizes, no antialias)."""
+  ort = pytest.importorskip("onnxruntime", reason="needs `pip install -e .[onnx]`")
+  from ztprune_jax.models import posemb
+
+  node = helper.make_node(
+    "Resize",
+    ["x", "", "", "sizes"],
+    ["y"],
+    mode="cubic",
+    cubic_coeff_a=-0.75,
+    coordinate_transformation_mode="half_pixel",
+    nearest_mode="floor",
+  )
+  graph = helper.make_graph(
+    [node],
+    "resize",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    initializer=[numpy_helper.from_array(np.array([1, D, out, out], np.int64), "sizes")],
+  )
+  model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=7)
+  sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+  pos = np.asarray(jax.random.normal(jax.random.key(4), (1, 1 + 37 * 37, D)), np.float32)
+  grid = pos[0, 1:].reshape(37, 37, D).transpose(2, 0, 1)[None]  # [1, D, 37, 37]
+  ref = sess.run(["y"], {"x": grid})[0][0].transpose(1, 2, 0).reshape(1, out * out, D)
+  ours = posemb.resample_pos_embed(pos, (out, out), 1, antialias=False)
+  np.testing.assert_array_equal(ours[:, :1], pos[:, :1])
+  np.testing.assert_allclose(ours[:, 1:], ref, rtol=0, atol=2e-5)

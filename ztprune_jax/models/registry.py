@@ -41,6 +41,17 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
   "vit_small_patch16_224": _cfg("small"),
   "vit_base_patch16_224": _cfg("base"),
   "vit_base_patch16_384": _cfg("base", image_size=384),
+  # DINOv2 ViT-S/14 backbone (22.06 M params; HF Dinov2Model, no registers): 37x37 grid,
+  # LayerScale, features instead of logits. Weights: experiments/convert_dinov2.py.
+  # Other image sizes resample the grid like HF (bicubic, no antialias).
+  "dinov2_vits14": _cfg(
+    "small",
+    patch_size=14,
+    image_size=518,
+    num_classes=0,
+    layerscale_init=1.0,
+    pos_embed_antialias=False,
+  ),
   # This project's own default model (trained on Fashion-MNIST, grey 28x28; see
   # models/vit_fmnist/MODEL_CARD.md): patch 4 -> 49 patches + CLS.
   "vit_fmnist_patch4_28": dict(
