@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags, logging
-from clu import metric_writers
 from ml_collections import config_flags
 from tqdm import tqdm
 
@@ -131,6 +130,8 @@ def main(argv):
   print(f"data         {n} train / {len(test_x)} test images, {steps_per_epoch} steps/epoch")
   if start_epoch:
     print(f"resumed      from epoch {start_epoch} (step {int(state.step)})")
+
+  from clu import metric_writers  # noqa: PLC0415 (imports TensorFlow: slow, so only here)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start_epoch == 0:

@@ -1,0 +1,67 @@
+"""`experiments.train` end to end (`runlocal`), and resume after an interruption."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax
+import numpy as np
+import pytest
+
+import ztprune_jax as zt
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = "--config=configs/train_fashion_mnist.py:runlocal"
+
+
+def _train(workdir, *flags):
+  cmd = [sys.executable, "-m", "experiments.train", CONFIG, f"--workdir={workdir}", *flags]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env={**os.environ})  # fmt: skip
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  return proc.stdout
+
+
+def _params(workdir):
+  model = zt.create_model("vit_fmnist_patch4_28", depth=2, width=32, num_heads=2, mlp_dim=64)
+  return zt.load_checkpoint(pathlib.Path(workdir) / "final.safetensors", model)
+
+
+def test_train_runlocal_end_to_end(tmp_path):
+  out = _train(tmp_path)
+  last = out.strip().splitlines()[-1]
+  assert last.startswith("test_top1=")
+  top1 = float(last.split("=")[1])
+  summary = json.loads((tmp_path / "final_metrics.json").read_text())
+  assert summary["test_top1"] == pytest.approx(top1, abs=1e-6) and 0 <= top1 <= 1
+  assert summary["steps"] == 2 * (512 // 64)
+  assert list((tmp_path / "checkpoints").iterdir())  # orbax checkpoints
+  assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+  _params(tmp_path)  # the export loads into the configured model
+
+
+@pytest.mark.slow
+def test_train_resumes_to_the_uninterrupted_result(tmp_path):
+  full, cut = tmp_path / "full", tmp_path / "cut"
+  _train(full)
+  out = _train(cut, "--config.stop_after_epochs=1")
+  assert "stopped after epoch 1" in out and not (cut / "final.safetensors").exists()
+  out = _train(cut)
+  assert "resumed      from epoch 1" in out
+  a, b = _params(full), _params(cut)
+  flat_a = flax.traverse_util.flatten_dict(a)
+  flat_b = flax.traverse_util.flatten_dict(b)
+  assert flat_a.keys() == flat_b.keys()
+  for k in flat_a:
+    np.testing.assert_allclose(flat_a[k], flat_b[k], rtol=1e-6, atol=1e-7, err_msg=str(k))
+  top1 = [json.loads((d / "final_metrics.json").read_text())["test_top1"] for d in (full, cut)]
+  assert top1[0] == top1[1]
+
+
+def test_train_rejects_unknown_override(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.train", CONFIG, f"--workdir={tmp_path}",
+         "--config.num_epoch=3"]  # fmt: skip
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "num_epoch" in proc.stderr
