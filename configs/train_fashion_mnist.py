@@ -35,7 +35,11 @@ def get_config(arg=None):
   arg = parse_arg(arg, runlocal=False, epochs=15, batch=128)
   c = ml_collections.ConfigDict()
   c.model_name = "vit_fmnist_patch4_28"
-  c.model = ml_collections.ConfigDict()  # overrides of VisionTransformer fields
+  # Overrides of the named model's VisionTransformer fields (None: keep the registry's).
+  c.model = ml_collections.ConfigDict(
+    {k: placeholder(int) for k in ("depth", "width", "num_heads", "mlp_dim", "image_size",
+                                   "patch_size")}
+  )  # fmt: skip
   c.init = placeholder(str)  # checkpoint to fine-tune from (head re-initialised)
   c.num_classes = 10
 
@@ -67,7 +71,7 @@ def get_config(arg=None):
   c.progress = True
 
   if arg.runlocal:
-    c.model = ml_collections.ConfigDict(dict(depth=2, width=32, num_heads=2, mlp_dim=64))
+    c.model.update(dict(depth=2, width=32, num_heads=2, mlp_dim=64))
     c.data.num_train = 512
     c.data.num_test = 256
     c.batch_size = 64

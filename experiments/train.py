@@ -81,7 +81,8 @@ def main(argv):
   steps_per_epoch = n // c.batch_size  # the last partial batch is dropped (static shapes)
   total_steps = steps_per_epoch * c.num_epochs
 
-  model = zt.create_model(c.model_name, num_classes=c.num_classes, **c.model.to_dict())
+  overrides = {k: v for k, v in c.model.to_dict().items() if v is not None}
+  model = zt.create_model(c.model_name, num_classes=c.num_classes, **overrides)
   key = jax.random.key(c.seed)
   init_key, aug_key = jax.random.split(key)
   params, weights = _init_params(c, model, init_key)
@@ -125,7 +126,7 @@ def main(argv):
     logging.info("Resumed from step %d", latest)
   start_epoch = int(state.step) // steps_per_epoch
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  print(f"model        {c.model_name} {c.model.to_dict()} ({num_params / 1e6:.3f} M params)")
+  print(f"model        {c.model_name} {overrides} ({num_params / 1e6:.3f} M params)")
   print(f"weights      {weights}")
   print(f"data         {n} train / {len(test_x)} test images, {steps_per_epoch} steps/epoch")
   if start_epoch:
@@ -182,7 +183,7 @@ def main(argv):
   zt.save_checkpoint(jax.device_get(state.params), export)
   summary = {
     "model_name": c.model_name,
-    "model": c.model.to_dict(),
+    "model": overrides,
     "num_classes": c.num_classes,
     "test_top1": test_top1,
     "test_loss": test_loss,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import flax
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -65,3 +67,22 @@ def test_train_rejects_unknown_override(tmp_path):
          "--config.num_epoch=3"]  # fmt: skip
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0 and "num_epoch" in proc.stderr
+
+
+@pytest.mark.slow
+def test_finetune_path_resizes_greys_to_rgb_and_reinitialises_the_head(tmp_path):
+  """`--config.model_name=<DeiT> --config.init=<ckpt>` with a tiny DeiT on 32-px RGB input."""
+  sizes = dict(depth=1, width=32, num_heads=2, mlp_dim=64, image_size=32, patch_size=8)
+  donor = zt.create_model("deit_tiny_patch16_224", num_classes=7, **sizes)
+  params = donor.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))["params"]
+  ckpt = tmp_path / "donor.safetensors"
+  zt.save_checkpoint(params, ckpt)
+  work = tmp_path / "ft"
+  overrides = [f"--config.model.{k}={v}" for k, v in sizes.items()]
+  out = _train(work, "--config.model_name=deit_tiny_patch16_224", f"--config.init={ckpt}",
+               "--config.data.mean=(0.5,0.5,0.5)", "--config.data.std=(0.5,0.5,0.5)",
+               "--config.stop_after_epochs=1", *overrides)  # fmt: skip
+  assert "head re-initialised" in out
+  # After one epoch's orbax checkpoint the body moved away from the donor but kept its shapes.
+  model = zt.create_model("deit_tiny_patch16_224", num_classes=10, **sizes)
+  assert model.in_channels == 3
