@@ -26,6 +26,7 @@ def main(argv):
   if not workdir:
     raise app.UsageError("--workdir is required")
   model = eval_lib.build_model(c)
+  eval_lib.schedule_for(c, model, c.method)  # a bad method or budget fails before any work
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
   print(f"model     {c.model_name} {c.model.to_dict()}")
