@@ -78,7 +78,7 @@ def get_config(arg=None):
     c.num_epochs = 2
     c.warmup_epochs = 1
     c.eval_batch_size = 128
-    c.log_every_steps = 4
+    c.log_every_steps = 3  # windows that straddle epoch ends
     c.progress = False
   c.lock()
   return c

@@ -143,7 +143,7 @@ def main(argv):
   for epoch in range(start_epoch, stop):
     order = np.random.default_rng([c.seed, epoch]).permutation(n)
     t_epoch = time.time()
-    acc = None
+    acc, window = None, 0  # summed train metrics and the number of steps they cover
     bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{c.num_epochs}",
                disable=not c.progress, leave=False)  # fmt: skip
     for i in bar:
@@ -151,16 +151,13 @@ def main(argv):
       step = int(state.step)
       state, m = train_step(state, train_x[idx], train_y[idx], jax.random.fold_in(aug_key, step))
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
+      window += 1
       if (step + 1) % c.log_every_steps == 0 or i == steps_per_epoch - 1:
-        k = (step % c.log_every_steps) + 1 if i != steps_per_epoch - 1 else None
-        means = {f"train_{name}": float(v) / (k or 1) for name, v in jax.device_get(acc).items()}
-        if k is None:  # the epoch's last partial window: divide by its length
-          count = (i % c.log_every_steps) + 1
-          means = {name: v / count for name, v in means.items()}
+        means = {f"train_{k}": float(v) / window for k, v in jax.device_get(acc).items()}
         means["learning_rate"] = float(lr_schedule(step))
         writer.write_scalars(step + 1, means)
         bar.set_postfix(loss=f"{means['train_loss']:.3f}", acc=f"{means['train_accuracy']:.3f}")
-        acc = None
+        acc, window = None, 0
     train_seconds = time.time() - t_epoch
     ips = steps_per_epoch * c.batch_size / train_seconds
     scalars = {"train_img_per_s": ips, "epoch": epoch + 1}

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def _train(workdir, *flags):
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env={**os.environ})  # fmt: skip
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  return proc.stdout
+  return proc.stdout, proc.stderr
 
 
 def _params(workdir):
@@ -32,7 +33,10 @@ def _params(workdir):
 
 
 def test_train_runlocal_end_to_end(tmp_path):
-  out = _train(tmp_path)
+  out, log = _train(tmp_path)
+  # Logged train metrics are window means (windows straddle epoch ends in runlocal).
+  accs = [float(v) for v in re.findall(r"train_accuracy=([0-9.e+-]+)", log)]
+  assert len(accs) == 7 and all(0 <= a <= 1 for a in accs), accs
   last = out.strip().splitlines()[-1]
   assert last.startswith("test_top1=")
   top1 = float(last.split("=")[1])
@@ -48,9 +52,9 @@ def test_train_runlocal_end_to_end(tmp_path):
 def test_train_resumes_to_the_uninterrupted_result(tmp_path):
   full, cut = tmp_path / "full", tmp_path / "cut"
   _train(full)
-  out = _train(cut, "--config.stop_after_epochs=1")
+  out, _ = _train(cut, "--config.stop_after_epochs=1")
   assert "stopped after epoch 1" in out and not (cut / "final.safetensors").exists()
-  out = _train(cut)
+  out, _ = _train(cut)
   assert "resumed      from epoch 1" in out
   a, b = _params(full), _params(cut)
   flat_a = flax.traverse_util.flatten_dict(a)
@@ -79,7 +83,7 @@ def test_finetune_path_resizes_greys_to_rgb_and_reinitialises_the_head(tmp_path)
   zt.save_checkpoint(params, ckpt)
   work = tmp_path / "ft"
   overrides = [f"--config.model.{k}={v}" for k, v in sizes.items()]
-  out = _train(work, "--config.model_name=deit_tiny_patch16_224", f"--config.init={ckpt}",
+  out, _ = _train(work, "--config.model_name=deit_tiny_patch16_224", f"--config.init={ckpt}",
                "--config.data.mean=(0.5,0.5,0.5)", "--config.data.std=(0.5,0.5,0.5)",
                "--config.stop_after_epochs=1", *overrides)  # fmt: skip
   assert "head re-initialised" in out
