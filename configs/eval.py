@@ -99,7 +99,6 @@ def base_config(preset, runlocal):
       dict(depth=2, image_size=28, patch_size=7, width=64, num_heads=2, mlp_dim=128, num_classes=10)
     )
     c.checkpoint = None
-    c.layers = (0,)  # one pruning layer: compiles in about a second
     c.data = data_config("fashion_mnist", "test", batch_size=32)
     c.data.num_examples = 64
     c.throughput = ml_collections.ConfigDict(dict(enabled=True, batch_size=8, warmup=1, iters=2))

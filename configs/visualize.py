@@ -7,7 +7,7 @@ of `evaluation.schedule_for_budget`) and writes `kept_patches.png`: one row per 
 image), the image and then one panel per pruning layer with the dropped patches washed
 blue; merging methods that expose source maps (ToMe) colour the patches merged into one
 token alike; a method whose state exposes neither gets a note. The last line is
-`panels=<rows>`. `runlocal`: the 2-block random ViT of configs/eval.py, 2 images, two
+`panels=<rows>`. `runlocal`: the 2-block random ViT of configs/eval.py, 2 images, three
 methods (random weights: the kept patches show the plumbing, not a trained model).
 """
 
@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.plot_file = "kept_patches.png"
   c.throughput.enabled = False
   if arg.runlocal:
-    c.methods = ("random", "zero_tprune")
+    c.methods = ("random", "tome", "zero_tprune")
     c.budget_gflops = 0.00104  # r=4 after block 0 (configs/sweep.py)
     c.num_images = 2
   c.lock()
