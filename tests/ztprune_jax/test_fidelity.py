@@ -11,7 +11,16 @@ from ztprune_jax import fidelity
 
 @pytest.fixture(scope="module")
 def tiny():
-  m = zt.create_model("deit_tiny_patch16_224", depth=2, image_size=32, patch_size=8, num_classes=0)
+  m = zt.create_model(
+    "deit_tiny_patch16_224",
+    depth=2,
+    image_size=32,
+    patch_size=8,
+    num_classes=0,
+    width=32,
+    num_heads=2,
+    mlp_dim=64,
+  )
   x = np.asarray(jax.random.normal(jax.random.key(0), (3, 32, 32, 3)))
   return m, m.init(jax.random.key(1), x)["params"], x
 
@@ -19,7 +28,7 @@ def tiny():
 def test_final_tokens_cls_row_is_the_pooled_feature(tiny):
   m, params, x = tiny
   tokens = fidelity.final_tokens(m, params, x)
-  assert tokens.shape == (3, 1 + 16, 192)
+  assert tokens.shape == (3, 1 + 16, 32)
   np.testing.assert_allclose(tokens[:, 0], m.apply({"params": params}, x), rtol=1e-6, atol=1e-6)
 
 
@@ -27,7 +36,7 @@ def test_final_tokens_of_a_pruned_model(tiny):
   m, params, x = tiny
   pruned = zt.prune(m, "topk_cls_attn", [(0, 0.5)])
   tokens, state = fidelity.final_tokens(pruned, params, x, return_state=True)
-  assert tokens.shape == (3, 1 + 8, 192)
+  assert tokens.shape == (3, 1 + 8, 32)
   assert state.kept[-1].shape == (3, 1 + 8)
 
 
