@@ -25,6 +25,11 @@ $(VENV)/.installed-parity: $(VENV)/.installed
 	$(PIP) install -e ".[test,parity]"
 	touch $@
 
+# Runs notebooks/*.ipynb in the slow suite (tests/test_notebooks.py).
+$(VENV)/.installed-notebooks: $(VENV)/.installed
+	$(PIP) install -e ".[test,notebooks]"
+	touch $@
+
 install: $(VENV)/.installed
 
 install-parity: $(VENV)/.installed-parity
@@ -49,7 +54,7 @@ format: $(VENV)/.installed
 test: $(TEST_DEPS) lint
 	PARITY=$(PARITY) $(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) tests
 
-test-slow: $(TEST_DEPS) lint
+test-slow: $(TEST_DEPS) $(VENV)/.installed-notebooks lint
 	PARITY=$(PARITY) $(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 bench: $(VENV)/.installed-parity
