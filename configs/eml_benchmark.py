@@ -40,8 +40,8 @@ ABLATIONS = dict(
 def _eml_defaults():
   e = ml_collections.ConfigDict()
   # Chosen on validation (results/eml/validation/chosen.json); grids in `validation`.
-  e.eta = 0.03
-  e.nu = 0.3
+  e.eta = 0.01  # validation grid {0.01, 0.03, 0.1}: 0.01 best (mean val. 5-NN error 22.06%)
+  e.nu = 0.3  # validation grid {0, 0.3, 1}
   e.margin = 1.0
   e.mu = 1.0
   e.gamma = 1.0
@@ -85,11 +85,11 @@ def get_config(arg=None):
   c.baseline_hp = ml_collections.ConfigDict(
     dict(  # chosen on validation (results/eml/validation/chosen.json)
       euclidean={},
-      opml=dict(lam=1e-3),
-      opml_warm=dict(lam=1e-3),
-      oasis=dict(C=0.1),
+      opml=dict(lam=1e-2),  # the spec's 1e-3 was in the grid and lost on validation
+      opml_warm=dict(lam=1e-2),
+      oasis=dict(C=0.01),
       rdml=dict(lam=0.1),
-      lego=dict(eta=0.1),
+      lego=dict(eta=0.01),
       opid=dict(eta=1.0),
     )
   )
