@@ -9,7 +9,6 @@ import functools
 import os
 
 import jax
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -23,23 +22,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where the PNG goes.")
 
 def _forward(model, params, x, args):
   return model.apply({"params": params}, x, return_state=True, transform_args=args)[1]
-
-
-def _panel(model, pruned, state, grid):
-  """``(kind, maps [B, L, g, g], titles)`` or a note for a state with nothing to show."""
-  p = model.num_prefix_tokens
-  sources = getattr(state, "sources", None)
-  if sources:  # merging: every original token -> the token it now belongs to
-    maps = np.stack([np.asarray(s)[:, p:].reshape(-1, grid, grid) for s in sources], axis=1)
-    return "groups", maps, [f"merge {i + 1}" for i in range(maps.shape[1])]
-  masks = evaluation.kept_masks(model, state, grid)
-  if masks is None or masks.shape[1] == 0:
-    return f"{type(pruned.token_transform).__name__}: state exposes no kept/source map"
-  plans = getattr(pruned.token_transform, "plans", ())
-  titles = [f"after block {pl.layer}" for pl in plans if not pl.is_noop]
-  if len(titles) != masks.shape[1]:
-    titles = [f"layer {i + 1}" for i in range(masks.shape[1])]
-  return "kept", masks, titles
 
 
 def main(argv):
@@ -71,7 +53,7 @@ def main(argv):
     pruned = zt.prune(model, method, bs.schedule, **eval_lib.method_options(c, method))
     args = PruneArgs(eval_lib.hparams_for(c, pruned), jax.random.key(c.seed))
     state = jax.jit(functools.partial(_forward, pruned))(params, images, args)
-    panels[method] = _panel(model, pruned, state, grid)
+    panels[method] = evaluation.token_panel(model, pruned, state, grid)
     note = panels[method] if isinstance(panels[method], str) else ""
     print(f"method    {method}: {bs.gflops:.4g} GFLOPs (r={bs.r}) {note}")
   transform = eval_lib.build_transform(c, model)

@@ -1,5 +1,6 @@
 """One-step smoke tests of every experiment entry point in its `runlocal` mode."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -19,9 +20,19 @@ def _run(module, config, *flags):
   return proc.stdout
 
 
-def test_demo_runlocal():
-  out = _run("experiments.demo", "configs/demo.py:runlocal")
+def test_demo_runlocal(tmp_path):
+  out = _run("experiments.demo", "configs/demo.py:runlocal", f"--workdir={tmp_path}")
   assert out.strip().splitlines()[-1] == "demo_ok=1"
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert 0.0 <= summary["model"]["test_top1"] <= 1.0
+  methods = summary["methods"]
+  assert {"random", "topk_cls_attn", "zero_tprune", "zero_tprune_searched"} <= set(methods)
+  for points in methods.values():
+    for p in points:
+      assert 0.0 <= p["top1"] <= 1.0 and p["img_per_s"] > 0
+      assert p["gflops"] < summary["model"]["gflops"]  # every method prunes something
+  for png in ("accuracy_vs_gflops.png", "kept_tokens.png"):
+    assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_rejects_unknown_override():

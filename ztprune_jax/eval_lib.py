@@ -168,15 +168,17 @@ def run_point(
   budget_gflops: float | None = None,
   *,
   throughput: bool | None = None,
+  schedule: evaluation.BudgetSchedule | None = None,
 ) -> dict[str, Any]:
   """Evaluates one (method, budget) point; returns its record (JSON-serialisable).
 
   The record holds ``method``, ``budget_gflops``, ``r``, ``schedule``, ``gflops``
   (blocks-only, the paper's), ``overhead_gflops``, ``total_gflops`` (with patch embedding
   and head), ``top1``, ``top5``, ``num_examples``, ``eval_seconds`` and, when measured,
-  ``img_per_s``.
+  ``img_per_s``. ``schedule`` (e.g. a searched one) replaces the budget's constant-r
+  schedule.
   """
-  bs = schedule_for(config, model, method, budget_gflops)
+  bs = schedule if schedule is not None else schedule_for(config, model, method, budget_gflops)
   if method == UNPRUNED:
     pruned = model
   else:

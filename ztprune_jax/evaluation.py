@@ -32,6 +32,7 @@ __all__ = [
   "eval_step",
   "evaluate",
   "kept_masks",
+  "token_panel",
   "measure_throughput",
   "method_gflops",
   "schedule_for_budget",
@@ -310,3 +311,32 @@ def kept_masks(model: VisionTransformer, state, grid: int) -> np.ndarray | None:
   if not out:
     return np.zeros((0, 0, grid, grid), bool)
   return np.stack(out, axis=1)
+
+
+def token_panel(model: VisionTransformer, pruned: VisionTransformer, state, grid: int):
+  """What a pruned model's state shows per layer, for `plots.plot_kept_patches`.
+
+  Args:
+    model: the unpruned model (prefix-token count).
+    pruned: the pruned model whose ``apply(..., return_state=True)`` gave ``state``.
+    state: that state.
+    grid: patches per image side.
+
+  Returns:
+    ``("groups", maps [B, L, g, g] int, titles)`` for merging methods (every original
+    patch -> the token it now belongs to), ``("kept", maps [B, L, g, g] bool, titles)``
+    for dropping methods, or a note (str) when the state exposes neither.
+  """
+  p = model.num_prefix_tokens
+  sources = getattr(state, "sources", None)
+  if sources:
+    maps = np.stack([np.asarray(s)[:, p:].reshape(-1, grid, grid) for s in sources], axis=1)
+    return "groups", maps, [f"merge {i + 1}" for i in range(maps.shape[1])]
+  masks = kept_masks(model, state, grid)
+  if masks is None or masks.shape[1] == 0:
+    return f"{type(pruned.token_transform).__name__}: state exposes no kept/source map"
+  plans = getattr(pruned.token_transform, "plans", ())
+  titles = [f"after block {pl.layer}" for pl in plans if not pl.is_noop]
+  if len(titles) != masks.shape[1]:
+    titles = [f"layer {i + 1}" for i in range(masks.shape[1])]
+  return "kept", masks, titles
