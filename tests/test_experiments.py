@@ -56,6 +56,18 @@ def test_bench_pruning_runlocal():
   assert last.startswith("speedup_over_ideal=") and float(last.split("=")[1]) > 0
 
 
+def test_bench_pruning_methods_runlocal():
+  out = _run(
+    "experiments.bench_pruning",
+    "configs/bench_pruning.py:runlocal,methods",
+    "--config.methods=unpruned,tome,zero_tprune,ats_like",
+  )
+  lines = out.strip().splitlines()
+  assert any(line.startswith("tome (r=") for line in lines)
+  assert lines[-1].startswith("zero_tprune_over_tome_throughput=")
+  assert float(lines[-1].split("=")[1]) > 0
+
+
 def test_dinov2_photos_runlocal(tmp_path):
   pytest.importorskip("skimage", reason="needs scikit-image (`pip install -e .[test]`)")
   out = _run(

@@ -1,6 +1,6 @@
 """ztprune_jax: Zero-TPrune token pruning for Flax Vision Transformers."""
 
-from ztprune_jax import fidelity, flops, heads, keep, partition, schedule, wpr
+from ztprune_jax import fidelity, flops, heads, keep, partition, schedule, tome, wpr
 from ztprune_jax.checkpoints import load_checkpoint, save_checkpoint
 from ztprune_jax.fidelity import final_tokens
 from ztprune_jax.heads import eir, head_pass_fraction, reduce_heads, vhf_mask
@@ -63,6 +63,7 @@ __all__ = [
   "select_feature",
   "similarity",
   "tokens_per_block",
+  "tome",
   "tome_r_schedule",
   "topk_keep",
   "vhf_mask",

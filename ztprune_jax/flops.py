@@ -31,19 +31,24 @@ def _mlp_dim(width: int, mlp_ratio: float) -> int:
   return int(round(width * mlp_ratio))
 
 
-def block_macs(num_tokens: int, width: int, mlp_ratio: float = 4.0) -> int:
+def block_macs(
+  num_tokens: int, width: int, mlp_ratio: float = 4.0, num_mlp_tokens: int | None = None
+) -> int:
   """MACs of one Transformer block on ``N`` tokens: ``(4 + 2·ratio)·N·d² + 2·N²·d``.
 
   Args:
     num_tokens: ``N``, tokens processed, prefix included.
     width: ``d``.
     mlp_ratio: MLP hidden size over ``d`` (4 gives the paper's ``12·N·d² + 2·N²·d``).
+    num_mlp_tokens: tokens the MLP processes when fewer than ``N`` (ToMe merges
+      between attention and MLP); None for ``N``.
 
   Returns:
     A Python int.
   """
   n, d = num_tokens, width
-  return 4 * n * d * d + 2 * n * d * _mlp_dim(d, mlp_ratio) + 2 * n * n * d
+  n_mlp = n if num_mlp_tokens is None else num_mlp_tokens
+  return 4 * n * d * d + 2 * n_mlp * d * _mlp_dim(d, mlp_ratio) + 2 * n * n * d
 
 
 def wpr_macs(num_tokens: int, num_heads: int, num_iters: int) -> int:
@@ -117,6 +122,7 @@ def count_flops(
   partition: str = "seq_u",
   rerun_wpr: bool = True,
   prime_iters: int | None = None,
+  num_mlp_tokens_per_block: Sequence[int] | None = None,
 ) -> dict:
   """MACs per image of a ViT whose block ``l`` processes ``num_tokens_per_block[l]`` tokens.
 
@@ -136,12 +142,14 @@ def count_flops(
     partition: S-stage partition (for the overhead).
     rerun_wpr: whether the I-stage re-runs WPR (for the overhead).
     prime_iters: I′ iterations, ``None`` for each layer's ``num_iters`` (for the overhead).
+    num_mlp_tokens_per_block: tokens each block's MLP processes, when fewer than its
+      attention's (ToMe); None for the same counts.
 
   Returns:
     A dict of Python ints, all MACs (the paper's "GFLOPs" are ``blocks / 1e9``):
     ``blocks`` (the paper's number), ``per_block`` (tuple), ``patch_embed``, ``head``,
-    ``total`` (blocks + patch embedding + head), ``overhead`` (pruning layers) and
-    ``total_with_overhead``.
+    ``total`` (blocks + patch embedding + head), ``overhead`` (pruning layers),
+    ``total_with_overhead``, ``tokens`` and ``mlp_tokens`` (the counts used, tuples).
 
   Raises:
     ValueError: naming ``num_tokens_per_block`` or ``num_heads`` when inconsistent.
@@ -153,7 +161,17 @@ def count_flops(
     raise ValueError(f"num_tokens_per_block must hold positive ints, got {tokens}")
   if pruning_layers and num_heads is None:
     raise ValueError("num_heads is needed to count the pruning overhead")
-  per_block = tuple(block_macs(n, width, mlp_ratio) for n in tokens)
+  mlp_tokens = tokens if num_mlp_tokens_per_block is None else tuple(num_mlp_tokens_per_block)
+  if len(mlp_tokens) != depth or any(
+    not isinstance(m, int) or not 1 <= m <= n for m, n in zip(mlp_tokens, tokens, strict=True)
+  ):
+    raise ValueError(
+      f"num_mlp_tokens_per_block must hold {depth} ints in [1, tokens of the block], "
+      f"got {mlp_tokens} for {tokens}"
+    )
+  per_block = tuple(
+    block_macs(n, width, mlp_ratio, m) for n, m in zip(tokens, mlp_tokens, strict=True)
+  )
   blocks = sum(per_block)
   num_patches = (image_size // patch_size) ** 2
   patch_embed = num_patches * in_chans * patch_size * patch_size * width
@@ -180,4 +198,6 @@ def count_flops(
     "total": total,
     "overhead": overhead,
     "total_with_overhead": total + overhead,
+    "tokens": tokens,
+    "mlp_tokens": mlp_tokens,
   }

@@ -1,8 +1,12 @@
 """The registry of token-pruning methods and `prune(model, method, schedule, ...)`.
 
-A method is a factory ``(plans, num_prefix, **options) -> TokenPruner``. `prune`
+A method is a factory ``(plans, num_prefix, **options) -> TokenTransform``. `prune`
 resolves a schedule to Python ints for the given model and returns the model cloned
 with the pruner as its token transform: same parameter tree, same ``apply`` signature.
+
+Baselines: ``topk_cls_attn`` (EViT, optionally with its fusion token), ``ats_like``
+(ATS), ``random``, and ``tome`` (ToMe, which merges inside every block; its ``r`` is
+resolved per block with ToMe's own rules, see `tome.parse_r`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import Any
 
 from ztprune_jax import flops
 from ztprune_jax import schedule as schedule_lib
+from ztprune_jax import tome as tome_lib
 from ztprune_jax.layer import ZeroTPruneOptions
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import RandomDrop, TokenPruner, TopKClsAttn, ZeroTPrune
+from ztprune_jax.transforms import AtsLike, RandomDrop, TokenPruner, TopKClsAttn, ZeroTPrune
 
 __all__ = ["PRUNERS", "count_flops", "get_pruner", "prune", "resolve_schedule"]
 
@@ -48,16 +53,52 @@ def _no_options(cls) -> Callable[..., TokenPruner]:
   return make
 
 
-PRUNERS: dict[str, Callable[..., TokenPruner]] = {
+def _topk_cls_attn(plans, num_prefix, *, fuse_token: bool = False) -> TopKClsAttn:
+  if not isinstance(fuse_token, bool):
+    raise ValueError(f"fuse_token must be a bool, got {fuse_token!r}")
+  return TopKClsAttn(tuple(plans), num_prefix, fuse_token)
+
+
+def _tome(plans, num_prefix, *, r=(), prop_attn: bool = True) -> tome_lib.ToMe:
+  """ToMe from per-block ``r`` (a tuple of ints), or from a schedule's plans.
+
+  A plan after block ``l`` becomes ``r[l] = plan.num_remove`` merges inside block ``l``
+  (between its attention and MLP); ToMe merges at most half the patch tokens of a block.
+  """
+  if not isinstance(prop_attn, bool):
+    raise ValueError(f"prop_attn must be a bool, got {prop_attn!r}")
+  r = tuple(r) if isinstance(r, list | tuple) else r
+  if not isinstance(r, tuple):
+    raise ValueError(f"the ToMe factory takes r as per-block ints, got {r!r}; use prune()")
+  if plans:
+    if any(r):
+      raise ValueError("ToMe takes either a schedule or r, not both")
+    per_block = [0] * (max(p.layer for p in plans) + 1)
+    for plan in plans:
+      if plan.num_remove > plan.num_patches_in // 2:
+        raise ValueError(
+          f"ToMe merges at most half the tokens of a block: the schedule removes "
+          f"{plan.num_remove} of {plan.num_patches_in} patch tokens at layer {plan.layer}"
+        )
+      per_block[plan.layer] = plan.num_remove
+    r = tuple(per_block)
+  return tome_lib.ToMe(r, num_prefix, prop_attn)
+
+
+PRUNERS: dict[str, Callable[..., TokenPruner | tome_lib.ToMe]] = {
   "zero_tprune": _zero_tprune,
   "wpr": _ladder(head_reduce="mean", vhf=False),
   "wpr_eir": _ladder(head_reduce="rms", vhf=False),
   "wpr_eir_vhf": _ladder(head_reduce="rms", vhf=True),
-  "topk_cls_attn": _no_options(TopKClsAttn),
+  "topk_cls_attn": _topk_cls_attn,
+  "ats_like": _no_options(AtsLike),
   "random": _no_options(RandomDrop),
+  "tome": _tome,
 }
 # Methods whose pruning layers have no S-stage: their schedules use s_fraction=0.
-I_STAGE_ONLY = frozenset({"wpr", "wpr_eir", "wpr_eir_vhf", "topk_cls_attn", "random"})
+I_STAGE_ONLY = frozenset(
+  {"wpr", "wpr_eir", "wpr_eir_vhf", "topk_cls_attn", "ats_like", "random", "tome"}
+)
 
 
 def get_pruner(name: str) -> Callable[..., TokenPruner]:
@@ -141,25 +182,33 @@ def prune(
   Args:
     model: a `VisionTransformer`.
     method: a name in `PRUNERS` (``zero_tprune``, its ablation rungs ``wpr``,
-      ``wpr_eir``, ``wpr_eir_vhf``, and the baselines ``topk_cls_attn``, ``random``).
-    schedule: where and how much to prune; see `resolve_schedule`.
+      ``wpr_eir``, ``wpr_eir_vhf``, and the baselines ``topk_cls_attn``,
+      ``ats_like``, ``random``, ``tome``).
+    schedule: where and how much to prune; see `resolve_schedule`. For ``tome`` an int
+      or ``{"r": r, "decreasing": bool}`` means ToMe's ``r`` (every block merges ``r``).
     **options: ``s_fraction`` (S-stage share of each layer's removals) and
       ``wpr_iters`` shape the schedule; the rest go to the method (for Zero-TPrune,
       the fields of `ZeroTPruneOptions`: ``partition``, ``feature``, ``similarity``,
-      ``head_reduce``, ``vhf``, ``cls_init``, ``rerun_wpr``, ``prime_iters``, ...).
+      ``head_reduce``, ``vhf``, ``cls_init``, ``rerun_wpr``, ``prime_iters``, ...;
+      ``topk_cls_attn``: ``fuse_token``; ``tome``: ``r`` (int, per-block list, or
+      ``(r, inflect)``), ``decreasing`` (``(r, -1.0)``, ToMe's decreasing schedule),
+      ``prop_attn`` (default True)).
 
   Returns:
     ``model.clone(token_transform=pruner)``. Call it as
     ``pruned.apply({"params": params}, images)`` -> logits, or with
     ``return_state=True`` to also get the `PruneState` (original positions of the
-    tokens kept at every layer); pass ``transform_args=PruneArgs(hparams, rng)`` for
-    traced hyperparameters and PRNG keys.
+    tokens kept at every layer; ToMe returns a `tome.ToMeState` with the same ``pos``
+    and ``kept`` plus token ``size`` and ``source`` maps); pass
+    ``transform_args=PruneArgs(hparams, rng)`` for traced hyperparameters and PRNG keys.
 
   Raises:
     ValueError: unknown method or option, or a schedule that does not fit the model.
   """
   factory = get_pruner(method)
   sched_kw, method_kw = _split_options(method, dict(options))
+  if method == "tome":
+    schedule, method_kw = _tome_r(model.depth, schedule, method_kw)
   plans = resolve_schedule(schedule, depth=model.depth, num_patches=model.num_patches, **sched_kw)
   try:
     pruner = factory(plans, model.num_prefix_tokens, **method_kw)
@@ -169,6 +218,36 @@ def prune(
       f"Invalid option for method {method!r}: {e}. Zero-TPrune options: {valid}"
     ) from e
   return model.clone(token_transform=pruner)
+
+
+def _tome_r(depth: int, schedule: Schedule, options: dict) -> tuple[Schedule, dict]:
+  """Resolves ToMe's ``r`` forms (option or int/r-mapping schedule) to per-block ints."""
+  options = dict(options)
+  r = options.pop("r", None)
+  decreasing = options.pop("decreasing", False)
+  if isinstance(schedule, int) and not isinstance(schedule, bool):
+    schedule = {"r": schedule}
+  if isinstance(schedule, Mapping) and "r" in schedule:
+    extra = sorted(set(schedule) - {"r", "decreasing"})
+    if extra:
+      raise ValueError(f"a ToMe r-schedule takes 'r' and 'decreasing', got also {extra}")
+    if r is not None:
+      raise ValueError("ToMe takes either a schedule or r, not both")
+    r, decreasing = schedule["r"], schedule.get("decreasing", decreasing)
+    schedule = None
+  if not isinstance(decreasing, bool):
+    raise ValueError(f"decreasing must be a bool, got {decreasing!r}")
+  if r is None:
+    if decreasing:
+      raise ValueError("decreasing=True needs an int r")
+    return schedule, options
+  if schedule is not None:
+    raise ValueError("ToMe takes either a schedule or r, not both")
+  if decreasing:
+    if not isinstance(r, int) or isinstance(r, bool):
+      raise ValueError(f"decreasing=True needs an int r, got {r!r}")
+    r = (r, -1.0)
+  return None, {**options, "r": tome_lib.parse_r(depth, r)}
 
 
 def count_flops(
@@ -181,14 +260,25 @@ def count_flops(
       name for `create_model`.
     schedule: as in `prune`; ignored when ``model_or_name`` is already pruned.
     **options: as in `prune` (``s_fraction``, ``wpr_iters``, ``partition``, ``feature``,
-      ``rerun_wpr``, ``prime_iters``) for the overhead count.
+      ``rerun_wpr``, ``prime_iters``) for the overhead count; ``method="tome"``,
+      ``"ats_like"`` or ``fuse_token=True`` count that method's pruned model (the
+      other options as in `prune`).
 
   Returns:
     `flops.count_flops`'s dict: ``blocks`` (the paper's GFLOPs x 1e9), ``total`` (with
-    patch embedding and head), ``overhead`` (pruning), ``per_block``, ...
+    patch embedding and head), ``overhead`` (pruning; for ToMe its matching),
+    ``per_block``, ``tokens`` (tokens each block's attention sees, prefix included)
+    and ``mlp_tokens`` (tokens its MLP sees; they differ only under ToMe), ...
   """
   model = create_model(model_or_name) if isinstance(model_or_name, str) else model_or_name
   pruner = model.token_transform
+  if pruner is None and (
+    options.get("method") in ("tome", "ats_like") or options.get("fuse_token", False)
+  ):
+    options = dict(options)
+    return count_flops(prune(model, options.pop("method", "topk_cls_attn"), schedule, **options))
+  if isinstance(pruner, tome_lib.ToMe):
+    return _count_tome(model, pruner)
   if isinstance(pruner, TokenPruner):
     plans = pruner.plans
     opts = pruner.options if isinstance(pruner, ZeroTPrune) else None
@@ -198,6 +288,8 @@ def count_flops(
     plans = resolve_schedule(schedule, depth=model.depth, num_patches=model.num_patches, **sched_kw)
     opts = ZeroTPruneOptions(**{k: v for k, v in options.items() if k in _OVERHEAD_KEYS})
   tokens = schedule_tokens(model, plans)
+  if isinstance(pruner, TokenPruner):  # EViT's fusion token adds one after its first layer
+    tokens = tuple(n + int(pruner.has_fused_token(i - 1)) for i, n in enumerate(tokens))
   overhead_kw = {}
   if opts is not None:
     overhead_kw = dict(
@@ -219,6 +311,33 @@ def count_flops(
     pruning_layers=plans if opts is not None else (),
     **overhead_kw,
   )
+
+
+def _count_tome(model: VisionTransformer, pruner: tome_lib.ToMe) -> dict:
+  """`count_flops` for ToMe: attention on ``N_l`` tokens, MLP on ``N_l − r_l``, + matching."""
+  r = tuple(pruner.block_r_list(model.depth))
+  attn, mlp = tome_lib.merge_counts(
+    r, num_tokens=model.num_prefix_tokens + model.num_patches, num_prefix=pruner.num_prefix
+  )
+  out = flops.count_flops(
+    model.depth,
+    model.width,
+    model.mlp_dim / model.width,
+    attn,
+    num_mlp_tokens_per_block=mlp,
+    patch_size=model.patch_size,
+    image_size=model.image_size,
+    num_classes=model.num_classes,
+    num_prefix=model.num_prefix_tokens,
+  )
+  overhead = sum(
+    tome_lib.matching_macs(n, model.width, model.num_heads)
+    for n, m in zip(attn, mlp, strict=True)
+    if m < n
+  )
+  out["overhead"] += overhead
+  out["total_with_overhead"] += overhead
+  return out
 
 
 _OVERHEAD_KEYS = ("feature", "partition", "rerun_wpr", "prime_iters")

@@ -22,7 +22,15 @@ from ztprune_jax.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
 from ztprune_jax.schedule import LayerPlan
 
-__all__ = ["PruneArgs", "PruneState", "RandomDrop", "TokenPruner", "TopKClsAttn", "ZeroTPrune"]
+__all__ = [
+  "AtsLike",
+  "PruneArgs",
+  "PruneState",
+  "RandomDrop",
+  "TokenPruner",
+  "TopKClsAttn",
+  "ZeroTPrune",
+]
 
 
 class PruneArgs(NamedTuple):
@@ -46,11 +54,14 @@ class PruneState(NamedTuple):
     kept: one ``[B, P + K_l]`` array per applied pruning layer: original positions of
       the tokens that layer kept, in order.
     args: the call's `PruneArgs`.
+    bias: ``[B, N]`` additive attention-logit bias on keys (``ats_like`` masks its
+      duplicate samples with it), or None.
   """
 
   pos: jax.Array
   kept: tuple[jax.Array, ...]
   args: PruneArgs
+  bias: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +92,28 @@ class TokenPruner(TokenTransform):
     pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, n))
     return PruneState(pos, (), PruneArgs() if args is None else PruneArgs(*args))
 
-  def after_block(self, layer, x, out, state):
-    plan = self.plan_for(layer)
-    if plan is None or plan.is_noop:
-      return x, state
-    n = x.shape[1] - self.num_prefix
+  def attn_bias(self, layer, state):
+    del layer
+    return state.bias
+
+  def has_fused_token(self, layer: int) -> bool:
+    """Whether a fusion token (EViT) enters block ``layer + 1``; False for plain pruners."""
+    del layer
+    return False
+
+  def _check_tokens(self, layer: int, plan: LayerPlan, x: jax.Array, extra: int = 0) -> None:
+    n = x.shape[1] - self.num_prefix - extra
     if n != plan.num_patches_in:
       raise ValueError(
         f"Pruning layer after block {layer} expects {plan.num_patches_in} patch tokens, "
         f"got {n}; the schedule was built for another model/image size"
       )
+
+  def after_block(self, layer, x, out, state):
+    plan = self.plan_for(layer)
+    if plan is None or plan.is_noop:
+      return x, state
+    self._check_tokens(layer, plan, x)
     kept_idx = self.select(plan, x, out, state)  # [B, P + K]
     pos = jnp.take_along_axis(state.pos, kept_idx, axis=1)
     x = keep.gather_tokens(x, kept_idx)
@@ -142,12 +165,94 @@ class ZeroTPrune(TokenPruner):
 class TopKClsAttn(TokenPruner):
   """EViT-style zero-shot baseline: keep the patches the CLS token attends to most.
 
-  Scores are the head-mean of the CLS row of the block's attention (no fusion token).
+  Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via
+  Token Reorganizations" (EViT), ICLR 2022. Scores are the head-mean of the CLS row of
+  the block's attention. With ``fuse_token``, the patches not kept are fused into one
+  extra token appended last, ``Σ_j a_j x_j`` with ``a_j`` their CLS attention (EViT's
+  unnormalised weighting); a later layer ranks an earlier fusion token like any patch.
+  Departure from EViT: the layer sits after the block's MLP (where every method of this
+  registry prunes), not between attention and MLP.
+
+  Attributes:
+    fuse_token: append the fusion token (output ``P + K + 1`` tokens; its ``pos`` is -1).
   """
+
+  fuse_token: bool = False
 
   def select(self, plan, x, out, state):
     scores = out.attn[:, :, 0, :].mean(axis=1)  # [B, N]
     return keep.topk_keep(scores, plan.num_keep_i, num_prefix=self.num_prefix)
+
+  def has_fused_token(self, layer):
+    return self.fuse_token and any(p.layer <= layer and not p.is_noop for p in self.plans)
+
+  def after_block(self, layer, x, out, state):
+    if not self.fuse_token:
+      return super().after_block(layer, x, out, state)
+    plan = self.plan_for(layer)
+    if plan is None or plan.is_noop:
+      return x, state
+    self._check_tokens(layer, plan, x, extra=int(self.has_fused_token(layer - 1)))
+    p = self.num_prefix
+    cls_attn = out.attn[:, :, 0, :].mean(axis=1)  # [B, N]
+    kept_idx = keep.topk_keep(cls_attn, plan.num_keep_i, num_prefix=p)  # [B, P + K]
+    dropped = jnp.ones(x.shape[:2], x.dtype)  # [B, N]
+    dropped = jax.vmap(lambda d, i: d.at[i].set(0))(dropped, kept_idx)
+    w = (cls_attn.astype(x.dtype) * dropped)[:, p:]  # [B, M]
+    fused = jnp.einsum("bm,bmd->bd", w, x[:, p:])[:, None]  # [B, 1, D]
+    pos = jnp.take_along_axis(state.pos, kept_idx, axis=1)
+    pos = jnp.concatenate([pos, jnp.full((x.shape[0], 1), -1, pos.dtype)], axis=1)
+    x = jnp.concatenate([keep.gather_tokens(x, kept_idx), fused], axis=1)
+    return x, state._replace(pos=pos, kept=(*state.kept, pos))
+
+
+# Additive logit bias that masks a duplicate sample out of every later attention.
+_MASKED = -1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class AtsLike(TokenPruner):
+  """ATS-like baseline: significance sampling by inverse transform, static shapes.
+
+  Fayyaz et al., "Adaptive Token Sampling for Efficient Vision Transformers" (ATS),
+  ECCV 2022. Significance of patch ``j`` is ``Σ_h A_h[0, j] · ‖V_j‖`` (CLS attention
+  times the norm of its value, concatenated over heads), normalised over the patches.
+  Sorting patches by significance, the layer draws ``K = plan.num_keep_i`` samples by
+  inverse transform sampling of the cumulative distribution at the evenly spaced
+  points ``(k + 1/2) / K``; a patch drawn more than once is kept once.
+
+  Departures from ATS, all for static shapes: the ``K`` slots stay allocated, the
+  duplicate slots are masked out of every later attention by a ``-1e9`` logit bias (so
+  they cost compute but change no other token; with ``global_pool="avg"`` they still
+  weigh in the average); ATS's sampling points run from the first non-zero CDF value
+  to 1 and pick the nearest CDF point, ours are midpoints with the CDF's inverse; ATS
+  samples inside the attention (dropping query rows), ours after the block's MLP.
+  """
+
+  def after_block(self, layer, x, out, state):
+    plan = self.plan_for(layer)
+    if plan is None or plan.is_noop:
+      return x, state
+    self._check_tokens(layer, plan, x)
+    p, k = self.num_prefix, plan.num_keep_i
+    b, n, _ = x.shape
+    v_norm = jnp.linalg.norm(out.values.transpose(0, 2, 1, 3).reshape(b, n, -1), axis=-1)
+    s = (out.attn[:, :, 0, :].sum(axis=1) * v_norm)[:, p:]  # [B, M]
+    if state.bias is not None:  # earlier duplicates carry no mass
+      s = jnp.where(state.bias[:, p:] < 0, 0.0, s)
+    s = s / jnp.maximum(s.sum(axis=-1, keepdims=True), 1e-30)
+    order = jnp.argsort(s, axis=-1).astype(jnp.int32)  # ascending significance
+    cdf = jnp.cumsum(jnp.take_along_axis(s, order, axis=-1), axis=-1)  # [B, M]
+    u = (jnp.arange(k, dtype=cdf.dtype) + 0.5) / k  # [K]
+    j = jax.vmap(lambda c: jnp.searchsorted(c, u, side="left"))(cdf)  # [B, K]
+    picked = jnp.take_along_axis(order, jnp.minimum(j, n - p - 1), axis=-1)
+    picked = jnp.sort(picked, axis=-1) + p  # [B, K], original order, repeats adjacent
+    dup = jnp.concatenate([jnp.zeros((b, 1), bool), picked[:, 1:] == picked[:, :-1]], axis=1)
+    kept_idx = jnp.concatenate([keep.prefix_indices(b, p), picked], axis=1)  # [B, P + K]
+    bias = jnp.concatenate([jnp.zeros((b, p), jnp.float32), jnp.where(dup, _MASKED, 0.0)], 1)
+    pos = jnp.take_along_axis(state.pos, kept_idx, axis=1)
+    x = keep.gather_tokens(x, kept_idx)
+    return x, state._replace(pos=pos, kept=(*state.kept, pos), bias=bias)
 
 
 @dataclasses.dataclass(frozen=True)

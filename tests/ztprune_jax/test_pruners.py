@@ -11,6 +11,9 @@ from ztprune_jax.layer import ZeroTPruneHParams
 from ztprune_jax.transforms import PruneArgs
 
 METHODS = sorted(pruners.PRUNERS)
+# Methods that hard-prune to distinct tokens in original order (ToMe reorders as the
+# reference does; ats_like may repeat a sample): see tests/ztprune_jax/test_baselines.py.
+HARD_PRUNING = [m for m in METHODS if m not in ("tome", "ats_like")]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_pruned_params_tree_is_the_base_tree(setup, method):
   assert jax.tree.structure(variables["params"]) == jax.tree.structure(params)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", HARD_PRUNING)
 def test_kept_positions_follow_the_schedule(setup, method):
   model, params, images = setup
   pruned = pruners.prune(model, method, [(0, 0.5), (2, 0.5)])
