@@ -22,7 +22,7 @@ Presets:
     weights: accuracies are chance level and only check the plumbing (our run, seed 0,
     2 CPU cores: `top1=0.1875` at 0.001151 GFLOPs; the smoke test checks the outputs).
 
-Writes `<workdir>/<method>_<gflops>.json` (the record) and appends a row to
+Writes `<workdir>/<method>_<gflops>g.json` (the record) and appends a row to
 `<workdir>/results.csv`; TensorBoard scalars when clu's writer has a backend.
 """
 
