@@ -1,6 +1,17 @@
 """ztprune_jax: Zero-TPrune token pruning for Flax Vision Transformers."""
 
-from ztprune_jax import fidelity, flops, heads, keep, partition, schedule, tome, wpr
+from ztprune_jax import (
+  data,
+  evaluation,
+  fidelity,
+  flops,
+  heads,
+  keep,
+  partition,
+  schedule,
+  tome,
+  wpr,
+)
 from ztprune_jax.checkpoints import load_checkpoint, save_checkpoint
 from ztprune_jax.fidelity import final_tokens
 from ztprune_jax.heads import eir, head_pass_fraction, reduce_heads, vhf_mask
@@ -35,6 +46,8 @@ __all__ = [
   "ZeroTPruneHParams",
   "ZeroTPruneOptions",
   "count_flops",
+  "data",
+  "evaluation",
   "create_model",
   "draw_schedules",
   "eir",
