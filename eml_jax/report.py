@@ -202,3 +202,23 @@ def goal_text(one: dict, baselines, ablations) -> str:
         f"(worse on {sum(x > 0 for x in d)}/{len(d)} data sets)"
       )
   return "\n".join(lines) + "\n"
+
+
+def save_rows(rows, path):
+  """Writes rows (``mistakes`` as 0/1 lists) to a gzip JSON file, for merging runs."""
+  import gzip
+
+  out = [{**r, "mistakes": np.asarray(r["mistakes"]).astype(int).tolist()} for r in rows]
+  with gzip.open(path, "wt") as f:
+    json.dump(out, f)
+
+
+def load_rows(path):
+  """Reads `save_rows` output; ``mistakes`` back to bool arrays."""
+  import gzip
+
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"rows file {path} not found")
+  with gzip.open(path, "rt") as f:
+    rows = json.load(f)
+  return [{**r, "mistakes": np.asarray(r["mistakes"], bool)} for r in rows]

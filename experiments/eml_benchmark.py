@@ -3,11 +3,13 @@
 `python -m experiments.eml_benchmark --config=configs/eml_benchmark.py --workdir=results/eml`
 writes `results.csv` (one row per data set, setting, seed, method), `summary.json`
 (one-shot: ``{dataset: {method: {knn_error_mean, knn_error_std, online_error_mean, ..}}}``),
-`summary_multi.json`, `tables.md` (mean ± std tables, ms per update, paired wins, goal
-check), `online_<dataset>_<setting>.png` and `command.txt`. With `:validate` it runs the
+`summary_multi.json`, `rows.json.gz` (every row with its online mistakes), `tables.md`
+(mean ± std tables, ms per update, paired wins, goal check),
+`online_<dataset>_<setting>.png` and `command.txt`. With `:validate` it runs the
 hyperparameter search on validation splits of the training stream instead and writes
 `validation.csv` and `chosen.json`. The last line is `eml_wins=<n>/<datasets>` (benchmark)
-or `validated=<n methods>` (validate).
+or `validated=<n methods>` (validate). `--merge=dir1,dir2` rebuilds the outputs from
+partial runs (e.g. one process per data set) instead of running.
 """
 
 import csv
@@ -25,6 +27,12 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/eml_benchmark.py", "EML benchmark config."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the tables, summary and plots go.")
+_MERGE = flags.DEFINE_list(
+  "merge",
+  None,
+  "Workdirs of partial runs (e.g. one per data set) whose rows.json.gz to merge "
+  "into --workdir's tables instead of running.",
+)
 
 
 def _n_runs(c):
@@ -72,8 +80,13 @@ def main(argv):
       )
     print(f"validated={len(chosen)}")
     return
-  rows = run_lib.run_benchmark(c, bar)
+  if _MERGE.value:
+    rows = [r for d in _MERGE.value for r in report.load_rows(os.path.join(d, "rows.json.gz"))]
+  else:
+    rows = run_lib.run_benchmark(c, bar)
   bar.close()
+  os.makedirs(workdir, exist_ok=True)
+  report.save_rows(rows, os.path.join(workdir, "rows.json.gz"))
   one = report.write_all(
     rows, workdir, baselines=tuple(c.baselines), ablations=tuple(c.ablations), command=command
   )
@@ -84,7 +97,7 @@ def main(argv):
     print(f"{ds:14s} eml {100 * by_m['eml']['knn_error_mean']:5.1f}%  best {best} "
           f"{100 * by_m[best]['knn_error_mean']:5.1f}%")  # fmt: skip
   wins = sum(
-    all(by_m["eml"]["knn_error_mean"] < by_m[b]["knn_error_mean"] for b in c.baselines)
+    all(by_m["eml"]["knn_error_mean"] < by_m[b]["knn_error_mean"] for b in c.baselines if b in by_m)
     for by_m in one.values()
   )
   print(f"eml_wins={wins}/{len(one)}")
