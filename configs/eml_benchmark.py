@@ -11,6 +11,9 @@ Arg keys (`--config=configs/eml_benchmark.py:validate,runlocal`):
     of the I-stage; the test split is never read) and write validation.csv/chosen.json.
     The defaults below (`eml`, `baseline_hp`) are that run's choices.
   datasets: comma-free `+`-separated subset, e.g. `datasets=wine+sonar`.
+  ablations: `+`-separated subset of `ABLATIONS` (default all; `none`: no ablation).
+  baselines: `+`-separated subset of the baselines (default all; `none`: none).
+  multi: False skips the multi-shot runs (`multi=0`).
   seeds: number of seeds (default 10; validation uses `validation.seeds`).
   runlocal: 2 small data sets, 1 seed, 2 ablations, 3 baselines; seconds-to-minutes on CPU.
 
@@ -62,7 +65,10 @@ def _eml_defaults():
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, validate=False, runlocal=False, datasets="", seeds=10)
+  arg = parse_arg(
+    arg, validate=False, runlocal=False, datasets="", seeds=10, ablations="", baselines="",
+    multi=True,
+  )  # fmt: skip
   c = ml_collections.ConfigDict()
   c.task = "validate" if arg.validate else "benchmark"
   c.datasets = tuple(arg.datasets.split("+")) if arg.datasets else DATASETS
@@ -78,10 +84,20 @@ def get_config(arg=None):
   c.multi.datasets = ("breast_cancer", "digits", "vehicle")
   c.multi.n_stages = 3
   c.multi.methods = ("eml", "no_tstage", "euclidean", "opml", "opml_warm", "opid")
+  if not arg.multi:
+    c.multi.datasets = ()
 
   c.eml = _eml_defaults()
-  c.ablations = ml_collections.ConfigDict(ABLATIONS)
-  c.baselines = BASELINES
+  abl = tuple(arg.ablations.split("+")) if arg.ablations else tuple(ABLATIONS)
+  if arg.ablations == "none":
+    abl = ()
+  unknown = set(abl) - set(ABLATIONS)
+  if unknown:
+    raise ValueError(f"unknown ablations {sorted(unknown)}; valid: {sorted(ABLATIONS)}")
+  c.ablations = ml_collections.ConfigDict({a: ABLATIONS[a] for a in abl})
+  c.baselines = tuple(arg.baselines.split("+")) if arg.baselines else BASELINES
+  if arg.baselines == "none":
+    c.baselines = ()
   c.baseline_hp = ml_collections.ConfigDict(
     dict(  # chosen on validation (results/eml/validation/chosen.json)
       euclidean={},

@@ -81,7 +81,13 @@ def main(argv):
     print(f"validated={len(chosen)}")
     return
   if _MERGE.value:
-    rows = [r for d in _MERGE.value for r in report.load_rows(os.path.join(d, "rows.json.gz"))]
+    rows, seen = [], set()
+    for d in _MERGE.value:  # a (data set, setting, seed, method) run twice counts once
+      for r in report.load_rows(os.path.join(d, "rows.json.gz")):
+        key = (r["dataset"], r["setting"], r["seed"], r["method"])
+        if key not in seen:
+          seen.add(key)
+          rows.append(r)
   else:
     rows = run_lib.run_benchmark(c, bar)
   bar.close()
