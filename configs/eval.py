@@ -89,6 +89,7 @@ def base_config(preset, runlocal):
   c.layers = placeholder(tuple)
   c.throughput = ml_collections.ConfigDict(dict(enabled=True, batch_size=64, warmup=2, iters=10))
   c.progress = True
+  c.tensorboard = True  # clu summaries (when TensorFlow + tensorboard are installed)
   if preset == "imagenet_deit_s":
     c.model_name = "deit_small_patch16_224"
     c.data = data_config("imagenet2012", "validation", batch_size=128)

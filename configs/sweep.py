@@ -46,5 +46,6 @@ def get_config(arg=None):
     c.budgets_gflops = (0.00104,)  # the 2-block model: 0.00119 G unpruned, r=4 -> 0.00104
     c.ladder_budget_gflops = 0.00104
     c.throughput.enabled = False
+    c.tensorboard = False  # saves the TensorFlow import (evaluate's runlocal covers it)
   c.lock()
   return c

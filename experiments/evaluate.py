@@ -37,7 +37,7 @@ def main(argv):
   name = f"{c.method}_{record['gflops']:.4g}g.json"
   eval_lib.write_json(f"{workdir}/{name}", {**record, "config": c.to_dict()})
   eval_lib.append_csv(f"{workdir}/{c.results_file}", record, COLUMNS)
-  writer, tensorboard = eval_lib.metric_writer(workdir)
+  writer, tensorboard = eval_lib.metric_writer(workdir, c.tensorboard)
   step = int(round(record["gflops"] * 1e3))  # x-axis: blocks-only MFLOPs
   scalars = {f"{c.method}/{k}": record[k] for k in ("top1", "top5", "gflops")}
   if record["img_per_s"] is not None:

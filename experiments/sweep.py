@@ -62,7 +62,7 @@ def main(argv):
   print(f"data      {data_desc}")
   methods = _registered(c.methods, "sweep")
   ladder = _registered(c.ladder_methods, "ladder")
-  writer, _ = eval_lib.metric_writer(workdir)
+  writer, _ = eval_lib.metric_writer(workdir, c.tensorboard)
 
   cache = {}
 

@@ -270,14 +270,16 @@ class _LogWriter:
     pass
 
 
-def metric_writer(workdir: str):
+def metric_writer(workdir: str, tensorboard: bool = True):
   """``(writer, writes_tensorboard)`` for ``workdir``: clu's writer, which always logs.
 
-  clu's TensorBoard summary writer needs TensorFlow and tensorboard (clu's torch writer:
-  torch and tensorboard). Without them the writer only logs and the flag is False; without
-  an importable ``clu.metric_writers`` at all, scalars go to absl logging.
+  clu's TensorBoard summary writer needs TensorFlow and tensorboard (importing them costs
+  about 5 s of CPU). Without them, or with ``tensorboard=False``, scalars go to absl
+  logging and the flag is False.
   """
   primary = jax.process_index() == 0
+  if not tensorboard:
+    return _LogWriter(), False
   if importlib.util.find_spec("tensorboard") is None:  # clu.metric_writers cannot import
     logging.info("tensorboard is not installed: logging scalars only")
     return _LogWriter(), False
