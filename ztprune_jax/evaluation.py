@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm.auto as tqdm
 
-from ztprune_jax import pruners
+from ztprune_jax import parallel, pruners
 from ztprune_jax.models.vit import VisionTransformer
 from ztprune_jax.transforms import PruneArgs
 
@@ -186,8 +186,14 @@ def evaluate(
   hparams: Any = None,
   progress: bool = True,
   desc: str = "eval",
+  mesh: jax.sharding.Mesh | None = None,
 ) -> EvalResult:
   """Top-1/top-5 accuracy of ``model`` over ``batches`` (one compile per batch shape).
+
+  Data parallel over ``mesh`` (default: every device, `parallel.make_mesh`): params are
+  replicated, each batch is padded to a multiple of the local devices (padding masked) and
+  split along ``"data"``; the sums are global. With several hosts each host passes its own
+  batches (`data.BatchLoader` slices by process index).
 
   Args:
     model: a `VisionTransformer`, pruned or not.
@@ -198,6 +204,7 @@ def evaluate(
     hparams: traced method hyperparameters (`PruneArgs.hparams`), or None.
     progress: show a tqdm bar.
     desc: the bar's label.
+    mesh: a 1-D ``"data"`` mesh, or None for all devices.
 
   Returns:
     An `EvalResult`.
@@ -206,7 +213,10 @@ def evaluate(
     ValueError: no examples (every mask False or no batches).
   """
   rng = jax.random.key(0) if rng is None else rng
-  step = jax.jit(functools.partial(eval_step, model=model))
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  step = parallel.data_parallel(mesh, functools.partial(eval_step, model=model), (1, 2, 3))
+  params = parallel.replicate(mesh, params)
+  multiple = parallel.local_multiple(mesh)
   total = len(batches) if hasattr(batches, "__len__") else None
   sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0}
   t0 = time.perf_counter()
@@ -215,7 +225,9 @@ def evaluate(
     tqdm.tqdm(batches, total=total, desc=desc, disable=not progress, leave=False)
   ):
     args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(rng, i))
-    pending.append(step(params, jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mask), args))
+    (images, labels, mask), _ = parallel.pad_batch((images, labels, mask), multiple)
+    images, labels, mask = parallel.shard_batch(mesh, (images, labels, mask))
+    pending.append(step(params, images, labels, mask, args))
     if len(pending) > 2:  # keep the device busy, bound the queue
       _accumulate(sums, pending.pop(0))
   for out in pending:

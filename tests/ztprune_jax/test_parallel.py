@@ -16,7 +16,7 @@ _EIGHT_DEVICES = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np
   import ztprune_jax as zt
-  from ztprune_jax import parallel
+  from ztprune_jax import evaluation, parallel
   assert jax.device_count() == 8, jax.devices()
   model = zt.create_model("deit_tiny_patch16_224", depth=3, image_size=32, patch_size=8,
                           num_classes=7)
@@ -44,9 +44,13 @@ _EIGHT_DEVICES = textwrap.dedent(
     assert len(logits.sharding.device_set) == n
     correct, count = parallel.data_parallel(mesh, correct_fn, (1,))(p, batch)
     out[n] = (np.asarray(logits)[np.asarray(mask)], int(correct), int(count), x.shape[0])
+    batches = [(images, labels, np.ones(13, bool)), (images[:5], labels[:5], np.ones(5, bool))]
+    res = evaluation.evaluate(pruned, params, batches, progress=False, mesh=mesh)
+    out[n] += (res.top1, res.top5, res.num_examples)
   print("padded", out[1][3], out[8][3])
   print("count", out[1][2], out[8][2])
   print("correct", out[1][1], out[8][1])
+  print("evaluate", *out[1][4:], *out[8][4:])
   print("maxdiff", float(np.max(np.abs(out[1][0] - out[8][0]))))
   """
 )
@@ -72,6 +76,9 @@ def test_eight_devices_equal_one(eight_device_run):
   c1, c8 = r["correct"].split()
   assert c1 == c8
   assert float(r["maxdiff"]) <= 1e-5
+  # `evaluate` over a 1- and an 8-device mesh: same accuracies, all 18 examples counted.
+  e = r["evaluate"].split()
+  assert e[:3] == e[3:] and e[2] == "18"
 
 
 def test_pad_batch_masks_padding():
