@@ -185,7 +185,8 @@ def prune(
       ``wpr_eir``, ``wpr_eir_vhf``, and the baselines ``topk_cls_attn``,
       ``ats_like``, ``random``, ``tome``).
     schedule: where and how much to prune; see `resolve_schedule`. For ``tome`` an int
-      or ``{"r": r, "decreasing": bool}`` means ToMe's ``r`` (every block merges ``r``).
+      or ``{"r": r, "decreasing": bool, "layers": [...]}`` means ToMe's ``r`` (every
+      block, or each listed block, merges ``r``; ``decreasing`` ramps over them).
     **options: ``s_fraction`` (S-stage share of each layer's removals) and
       ``wpr_iters`` shape the schedule; the rest go to the method (for Zero-TPrune,
       the fields of `ZeroTPruneOptions`: ``partition``, ``feature``, ``similarity``,
@@ -225,15 +226,17 @@ def _tome_r(depth: int, schedule: Schedule, options: dict) -> tuple[Schedule, di
   options = dict(options)
   r = options.pop("r", None)
   decreasing = options.pop("decreasing", False)
+  layers = None
   if isinstance(schedule, int) and not isinstance(schedule, bool):
     schedule = {"r": schedule}
   if isinstance(schedule, Mapping) and "r" in schedule:
-    extra = sorted(set(schedule) - {"r", "decreasing"})
+    extra = sorted(set(schedule) - {"r", "decreasing", "layers"})
     if extra:
-      raise ValueError(f"a ToMe r-schedule takes 'r' and 'decreasing', got also {extra}")
+      raise ValueError(f"a ToMe r-schedule takes 'r', 'decreasing', 'layers'; got also {extra}")
     if r is not None:
       raise ValueError("ToMe takes either a schedule or r, not both")
     r, decreasing = schedule["r"], schedule.get("decreasing", decreasing)
+    layers = schedule.get("layers")
     schedule = None
   if not isinstance(decreasing, bool):
     raise ValueError(f"decreasing must be a bool, got {decreasing!r}")
@@ -247,7 +250,17 @@ def _tome_r(depth: int, schedule: Schedule, options: dict) -> tuple[Schedule, di
     if not isinstance(r, int) or isinstance(r, bool):
       raise ValueError(f"decreasing=True needs an int r, got {r!r}")
     r = (r, -1.0)
-  return None, {**options, "r": tome_lib.parse_r(depth, r)}
+  if layers is None:
+    return None, {**options, "r": tome_lib.parse_r(depth, r)}
+  # r (or its ramp) only in the listed blocks
+  layers = sorted({int(i) for i in layers})
+  if any(not 0 <= i < depth for i in layers):
+    raise ValueError(f"layers={layers} must be blocks of a depth-{depth} model")
+  per_layer = tome_lib.parse_r(len(layers), r) if layers else ()
+  per_block = [0] * depth
+  for i, r_i in zip(layers, per_layer, strict=True):
+    per_block[i] = r_i
+  return None, {**options, "r": tuple(per_block)}
 
 
 def count_flops(

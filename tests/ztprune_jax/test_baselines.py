@@ -142,6 +142,7 @@ def test_tome_r_forms_follow_the_reference_rules(setup):
   assert tome.parse_r(4, (4, -1.0)) == (8, 5, 2, 0)
   assert zt.prune(model, "tome", r=4, decreasing=True).token_transform.r == (8, 5, 2, 0)
   assert zt.prune(model, "tome", {"r": 4, "decreasing": True}).token_transform.r == (8, 5, 2, 0)
+  assert zt.prune(model, "tome", {"r": 3, "layers": [0, 2]}).token_transform.r == (3, 0, 3, 0)
   # a keep-ratio schedule becomes merges inside the same blocks
   assert zt.prune(model, "tome", SCHEDULE).token_transform.r == (8, 0, 4)
   attn, mlp = tome.merge_counts((8, 8, 8, 8), num_tokens=17, num_prefix=1)
