@@ -15,7 +15,10 @@ constant ``r`` is the one whose blocks-only GMACs come closest to the preset's
 (`tome_r` overrides it; deit_s_a gives r=11, 2.928 G). Its last line is
 `zero_tprune_over_tome_throughput=<x>` (Zero-TPrune img/s over ToMe img/s; the paper
 reports Zero-TPrune 3.3% slower than ToMe at the same FLOPs, our goal is >= 0.97).
-`:methods` selects that default method list.
+`:methods` selects that default method list. Our run (random weights, batch 32, 5
+interleaved runs, on 2 CPU cores shared with other jobs, load average ~20, so absolute
+numbers are low and noisy): unpruned 3.0, ToMe (r=11, 2.928 G) 5.3, Zero-TPrune
+(2.956 G) 5.1 img/s; `zero_tprune_over_tome_throughput=0.973`.
 """
 
 import ml_collections
