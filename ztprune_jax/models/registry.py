@@ -55,8 +55,14 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
   # This project's own default model (trained on Fashion-MNIST, grey 28x28; see
   # models/vit_fmnist/MODEL_CARD.md): patch 4 -> 49 patches + CLS.
   "vit_fmnist_patch4_28": dict(
-    depth=6, patch_size=4, image_size=28, num_classes=10, in_channels=1,
-    width=128, num_heads=4, mlp_dim=256,
+    depth=6,
+    patch_size=4,
+    image_size=28,
+    num_classes=10,
+    in_channels=1,
+    width=128,
+    num_heads=4,
+    mlp_dim=256,
   ),  # fmt: skip
 }
 
