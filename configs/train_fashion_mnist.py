@@ -6,7 +6,8 @@ It writes orbax checkpoints every epoch to `<workdir>/checkpoints` (an interrupt
 resumes from the latest one when started again with the same workdir), TensorBoard
 scalars, and at the end `<workdir>/final.safetensors` (loadable with
 `ztprune_jax.load_checkpoint`) and `<workdir>/final_metrics.json`; its last line is
-`test_top1=<x>`. Expected: the number in models/vit_fmnist/MODEL_CARD.md (our run).
+`test_top1=<x>`. Expected: `test_top1=0.9023` (our run, seed 0: 15 epochs, 74 min on 2
+shared CPU cores; models/vit_fmnist/MODEL_CARD.md).
 
 Arg keys (`--config=configs/train_fashion_mnist.py:epochs=5,runlocal`):
   epochs: training epochs (default: the shipped model's).
