@@ -7,7 +7,8 @@ the Fashion-MNIST test split shipped with the repo. The first `calib_size` test 
 the calibration split of Zero-TPrune's Monte-Carlo schedule search (scored label-free, by
 top-1 agreement with the unpruned model); every accuracy is measured on the next
 `eval_size` images, never on the calibration ones. Budgets are fractions of the unpruned
-model's blocks-only GFLOPs (0.65, the first, where the ladder runs: the paper's kind of budget, about 35% fewer FLOPs; constant-r schedules reach down to about 0.54).
+model's blocks-only GFLOPs; the first (0.65, about 35% fewer FLOPs: the paper's kind of
+budget) also runs the ablation ladder. Constant-r schedules reach down to about 0.54.
 
 Writes to the workdir: `summary.json`, `table.md`, `accuracy_vs_gflops.png`,
 `kept_tokens.png`, `search_<budget>.csv`. The last line is `demo_ok=1`.

@@ -22,6 +22,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from eml_jax import report, run_lib
+from experiments import common
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/eml_benchmark.py", "EML benchmark config."
@@ -55,6 +56,7 @@ def _n_runs(c):
 
 def main(argv):
   del argv
+  common.setup_runtime()
   c = _CONFIG.value
   workdir = _WORKDIR.value
   if not workdir:

@@ -8,6 +8,7 @@ logs the scalars with clu; the last line is `top1=<x>`. See configs/eval.py.
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import common
 from ztprune_jax import eval_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "Evaluation config.")
@@ -21,6 +22,7 @@ COLUMNS = (
 
 def main(argv):
   del argv
+  common.setup_runtime()
   c = _CONFIG.value
   workdir = _WORKDIR.value
   if not workdir:

@@ -16,6 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
+from experiments import common
 from ztprune_jax import search
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -74,6 +75,7 @@ def _write_outputs(workdir, c, res, meta):
 
 def main(argv):
   del argv
+  common.setup_runtime()
   c = _CONFIG.value
   workdir = _WORKDIR.value
   if not workdir:

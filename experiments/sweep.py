@@ -12,6 +12,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
+from experiments import common
 from ztprune_jax import eval_lib, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sweep.py", "Sweep config.")
@@ -48,6 +49,7 @@ def _ladder_markdown(rows, paper, budget):
 
 def main(argv):
   del argv
+  common.setup_runtime()
   c = _CONFIG.value
   workdir = _WORKDIR.value
   if not workdir:

@@ -22,7 +22,8 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 import ztprune_jax as zt
-from ztprune_jax import training
+from experiments import common
+from ztprune_jax import parallel, training
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,7 +44,7 @@ def _init_params(c, model, key):
   return params, f"{c.init} (head re-initialised)"
 
 
-def _evaluate(eval_fn, params, images, labels, batch_size):
+def _evaluate(eval_fn, params, images, labels, batch_size, mesh):
   """Top-1 and mean loss over all ``images [N, ...]`` in fixed-size (padded) batches."""
   n = len(images)
   tot = {"correct": 0.0, "loss": 0.0, "count": 0.0}
@@ -54,7 +55,8 @@ def _evaluate(eval_fn, params, images, labels, batch_size):
     if m < batch_size:  # pad to the static batch shape
       x = np.concatenate([x, np.zeros((batch_size - m, *x.shape[1:]), x.dtype)])
       y = np.concatenate([y, np.zeros(batch_size - m, y.dtype)])
-    out = jax.device_get(eval_fn(params, x, y, valid))
+    (x, y, valid), _ = parallel.pad_batch((x, y, valid), parallel.local_multiple(mesh))
+    out = jax.device_get(eval_fn(params, *parallel.shard_batch(mesh, (x, y, valid))))
     for k in tot:
       tot[k] += float(out[k])
   return tot["correct"] / tot["count"], tot["loss"] / tot["count"]
@@ -62,6 +64,7 @@ def _evaluate(eval_fn, params, images, labels, batch_size):
 
 def main(argv):
   del argv
+  common.setup_runtime()
   c = _CONFIG.value
   workdir = _WORKDIR.value
   if not workdir:
@@ -102,7 +105,10 @@ def main(argv):
     image_size=model.image_size,
     in_channels=model.in_channels,
   )
-  train_step = jax.jit(
+  # Data parallel over every device (and host): state replicated, batches split on "data".
+  mesh = parallel.make_mesh()
+  train_step = parallel.data_parallel(
+    mesh,
     functools.partial(
       training.train_step,
       model=model,
@@ -112,9 +118,12 @@ def main(argv):
       flip=c.augment.flip,
       label_smoothing=c.label_smoothing,
     ),
+    batch_argnums=(1, 2),
     donate_argnums=(0,),
   )
-  eval_fn = jax.jit(functools.partial(training.eval_step, model=model, prep=prep))
+  eval_fn = parallel.data_parallel(
+    mesh, functools.partial(training.eval_step, model=model, prep=prep), (1, 2, 3)
+  )
 
   mngr = ocp.CheckpointManager(
     os.path.join(workdir, "checkpoints"),
@@ -124,6 +133,7 @@ def main(argv):
   if latest is not None:
     state = mngr.restore(latest, args=ocp.args.StandardRestore(state))
     logging.info("Resumed from step %d", latest)
+  state = parallel.replicate(mesh, state)
   start_epoch = int(state.step) // steps_per_epoch
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   print(f"model        {c.model_name} {overrides} ({num_params / 1e6:.3f} M params)")
@@ -148,8 +158,10 @@ def main(argv):
                disable=not c.progress, leave=False)  # fmt: skip
     for i in bar:
       idx = order[i * c.batch_size : (i + 1) * c.batch_size]
+      idx = idx[parallel.host_batch_slice(len(idx))]  # this host's rows of the global batch
       step = int(state.step)
-      state, m = train_step(state, train_x[idx], train_y[idx], jax.random.fold_in(aug_key, step))
+      x, y = parallel.shard_batch(mesh, (train_x[idx], train_y[idx]))
+      state, m = train_step(state, x, y, jax.random.fold_in(aug_key, step))
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
       window += 1
       if (step + 1) % c.log_every_steps == 0 or i == steps_per_epoch - 1:
@@ -162,7 +174,9 @@ def main(argv):
     ips = steps_per_epoch * c.batch_size / train_seconds
     scalars = {"train_img_per_s": ips, "epoch": epoch + 1}
     if (epoch + 1) % c.eval_every_epochs == 0 or epoch + 1 == c.num_epochs:
-      test_top1, test_loss = _evaluate(eval_fn, state.params, test_x, test_y, c.eval_batch_size)
+      test_top1, test_loss = _evaluate(
+        eval_fn, state.params, test_x, test_y, c.eval_batch_size, mesh
+      )
       scalars.update(test_top1=test_top1, test_loss=test_loss)
     writer.write_scalars(int(state.step), scalars)
     writer.flush()
@@ -175,7 +189,7 @@ def main(argv):
     print(f"stopped after epoch {stop} of {c.num_epochs} (stop_after_epochs); rerun to resume")
     return
   if test_top1 is None:  # resumed after the last epoch: evaluate the restored state
-    test_top1, test_loss = _evaluate(eval_fn, state.params, test_x, test_y, c.eval_batch_size)
+    test_top1, test_loss = _evaluate(eval_fn, state.params, test_x, test_y, c.eval_batch_size, mesh)
   export = os.path.join(workdir, c.export_file)
   zt.save_checkpoint(jax.device_get(state.params), export)
   summary = {

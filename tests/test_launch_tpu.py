@@ -1,5 +1,6 @@
 """`experiments.launch_tpu`: the gcloud commands it would run (``--dry_run``), and errors."""
 
+import pathlib
 import shlex
 import subprocess
 import sys
@@ -51,3 +52,11 @@ def test_dry_run_prints_and_executes_nothing():
     "-m experiments.sweep --distributed --config=configs/sweep.py:runlocal"
   )
   assert "not executed" in res.stderr
+
+
+@pytest.mark.parametrize("module", launch_tpu._ENTRY_POINTS)
+def test_launched_entry_points_accept_distributed(module):
+  """`launch_tpu` passes `--distributed`: every entry point it launches must define it."""
+  path = pathlib.Path(__file__).resolve().parents[1] / (module.replace(".", "/") + ".py")
+  text = path.read_text()
+  assert "from experiments import common" in text and "common.setup_runtime()" in text

@@ -162,6 +162,7 @@ def data_parallel(
   *,
   batch_outputs: bool = False,
   static_argnums: Sequence[int] = (),
+  donate_argnums: Sequence[int] = (),
 ) -> Callable[..., Any]:
   """``jax.jit(fn)`` with batch arguments split over ``"data"`` and the rest replicated.
 
@@ -173,6 +174,7 @@ def data_parallel(
     batch_outputs: True when every output leaf is per-example ``[B, ...]`` (e.g. logits,
       kept split); False for reduced outputs (sums, metrics), replicated.
     static_argnums: forwarded to `jax.jit`.
+    donate_argnums: forwarded to `jax.jit` (e.g. a train state updated in place).
 
   Returns:
     The jitted function. It compiles once per input shapes, like `jax.jit`.
@@ -187,7 +189,12 @@ def data_parallel(
     return fn(*args)
 
   out_sharding = batch_sharding(mesh) if batch_outputs else replicated_sharding(mesh)
-  return jax.jit(wrapped, out_shardings=out_sharding, static_argnums=static_argnums)
+  return jax.jit(
+    wrapped,
+    out_shardings=out_sharding,
+    static_argnums=static_argnums,
+    donate_argnums=tuple(donate_argnums),
+  )
 
 
 def masked_sum(values: jax.Array, mask: jax.Array) -> jax.Array:
