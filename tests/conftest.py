@@ -6,6 +6,12 @@ import os
 import jax
 import pytest
 
+# TensorFlow (imported by clu's metric writers) and torchvision crash the process with a
+# segfault when TensorFlow's native libraries load first (seen with tensorflow-cpu 2.21 and
+# torchvision 0.29.1). Loading torchvision first in every test process avoids it.
+if importlib.util.find_spec("torchvision") is not None:
+  import torchvision  # noqa: F401
+
 # marker -> (modules it needs, skip reason when they are missing)
 _GATES = {
   "parity": (

@@ -286,7 +286,7 @@ def test_same_seed_same_table_and_best_is_optimal(tiny, accuracy_search, score):
     (dict(score="accuracy", labels=np.zeros(7, int)), r"shape \[N\]"),
     (dict(labels=np.zeros((8, 1), int)), r"shape \[N\]"),
     (dict(labels=np.zeros(8)), "integer"),
-    (dict(method="tome"), "Unknown pruning method"),
+    (dict(method="no_such_method"), "Unknown pruning method"),
     (dict(batch_size=0), "batch_size"),
   ],
 )
