@@ -5,7 +5,7 @@ multi-host runs (a TPU pod slice launched by `experiments.launch_tpu`); on one h
 off and nothing changes.
 """
 
-from absl import flags
+from absl import app, flags
 
 from ztprune_jax import parallel
 
@@ -17,3 +17,17 @@ _DISTRIBUTED = flags.DEFINE_bool(
 def setup_runtime() -> None:
   """Call first in every ``main``: initialises multi-host JAX when ``--distributed``."""
   parallel.initialize_distributed(_DISTRIBUTED.value)
+
+
+def start(config_flag, workdir_flag) -> tuple:
+  """The start of every ``main`` with a config and a required ``--workdir``.
+
+  Initialises the runtime (`setup_runtime`) and returns ``(config, workdir)``.
+
+  Raises:
+    app.UsageError: ``--workdir`` was not given.
+  """
+  setup_runtime()
+  if not workdir_flag.value:
+    raise app.UsageError("--workdir is required")
+  return config_flag.value, workdir_flag.value

@@ -56,11 +56,7 @@ def _n_runs(c):
 
 def main(argv):
   del argv
-  common.setup_runtime()
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   command = "python -m experiments.eml_benchmark " + " ".join(sys.argv[1:])
   bar = tqdm(total=_n_runs(c), desc=f"eml {c.task}", disable=not c.progress, mininterval=5)
   if c.task == "validate":

@@ -22,11 +22,7 @@ COLUMNS = (
 
 def main(argv):
   del argv
-  common.setup_runtime()
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   model = eval_lib.build_model(c)
   eval_lib.schedule_for(c, model, c.method)  # a bad method or budget fails before any work
   loader, data_desc = eval_lib.build_loader(c, model)

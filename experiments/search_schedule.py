@@ -75,11 +75,7 @@ def _write_outputs(workdir, c, res, meta):
 
 def main(argv):
   del argv
-  common.setup_runtime()
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   model = zt.create_model(c.model_name, **c.model.to_dict())
   images, labels, source = _calibration(c, model)
   if c.checkpoint:

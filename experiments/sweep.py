@@ -49,11 +49,7 @@ def _ladder_markdown(rows, paper, budget):
 
 def main(argv):
   del argv
-  common.setup_runtime()
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   model = eval_lib.build_model(c)
   for b in (*c.budgets_gflops, c.ladder_budget_gflops):  # fail on a bad budget before any run
     eval_lib.schedule_for(c, model, "random", b)

@@ -64,11 +64,7 @@ def _evaluate(eval_fn, params, images, labels, batch_size, mesh):
 
 def main(argv):
   del argv
-  common.setup_runtime()
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
 

@@ -13,6 +13,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
+from experiments import common
 from ztprune_jax import eval_lib, evaluation, plots
 from ztprune_jax.transforms import PruneArgs
 
@@ -26,10 +27,7 @@ def _forward(model, params, x, args):
 
 def main(argv):
   del argv
-  c = _CONFIG.value
-  workdir = _WORKDIR.value
-  if not workdir:
-    raise app.UsageError("--workdir is required")
+  c, workdir = common.start(_CONFIG, _WORKDIR)
   if c.num_images < 1:
     raise ValueError(f"num_images={c.num_images} must be >= 1")
   model = eval_lib.build_model(c)
