@@ -8,12 +8,10 @@ first budget; prints a table and writes summary.json, table.md and two PNGs. See
 configs/demo.py.
 """
 
-import functools
 import json
 import os
 import time
 
-import jax
 import numpy as np
 import tqdm.auto as tqdm
 from absl import app, flags
@@ -22,7 +20,6 @@ from ml_collections import config_flags
 import ztprune_jax as zt
 from experiments import common
 from ztprune_jax import eval_lib, evaluation, plots
-from ztprune_jax.transforms import PruneArgs
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config.")
 _WORKDIR = flags.DEFINE_string("workdir", "results/demo", "Where the outputs go.")
@@ -55,27 +52,17 @@ def _search(c, model, params, calib, budget, workdir):
     progress=c.progress, **opts,
   )  # fmt: skip
   path = os.path.join(workdir, f"search_{budget:.4g}.csv")
-  keys = [k for k in res.table[0] if k != "schedule"]
-  with open(path, "w") as f:
-    f.write(",".join(["schedule", *keys]) + "\n")
-    for row in res.table:
-      f.write(",".join([json.dumps(row["schedule"]).replace(",", ";")] +
-                       [str(row[k]) for k in keys]) + "\n")  # fmt: skip
+  if os.path.exists(path):
+    os.remove(path)  # one search per file
+  for row in res.table:
+    eval_lib.append_csv(path, {**row, "schedule": json.dumps(row["schedule"])})
   schedule = [list(e) for e in res.best]
   g, o = evaluation.method_gflops(model, "zero_tprune", schedule, **opts)
   return evaluation.BudgetSchedule(schedule, -1, g, o), opts, res
 
 
 def _overlays(c, model, params, images, budget, path):
-  grid = model.image_size // model.patch_size
-  panels = {}
-  for method in c.methods:
-    bs = eval_lib.schedule_for(c, model, method, budget)
-    pruned = zt.prune(model, method, bs.schedule, **eval_lib.method_options(c, method))
-    args = PruneArgs(eval_lib.hparams_for(c, pruned), jax.random.key(c.seed))
-    fwd = functools.partial(pruned.apply, return_state=True, transform_args=args)
-    _, state = jax.jit(lambda p, x, f=fwd: f({"params": p}, x))(params, images)
-    panels[method] = evaluation.token_panel(model, pruned, state, grid)
+  panels = {m: eval_lib.method_panel(c, model, params, images, m, budget)[0] for m in c.methods}
   t = eval_lib.build_transform(c, model)
   plots.plot_kept_patches(images, panels, path, patch_size=model.patch_size, mean=t.mean,
                           std=t.std)  # fmt: skip

@@ -5,24 +5,17 @@ writes `<workdir>/kept_patches.png`; the last line is `panels=<rows of the grid>
 configs/visualize.py.
 """
 
-import functools
 import os
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import common
-from ztprune_jax import eval_lib, evaluation, plots
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax import eval_lib, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/visualize.py", "Visualize config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the PNG goes.")
-
-
-def _forward(model, params, x, args):
-  return model.apply({"params": params}, x, return_state=True, transform_args=args)[1]
 
 
 def main(argv):
@@ -41,17 +34,12 @@ def main(argv):
   print(f"model     {c.model_name} {c.model.to_dict()}")
   print(f"weights   {weights}")
   print(f"data      {data_desc}")
-  grid = model.image_size // model.patch_size
   panels = {}
   for method in c.methods:
     if method not in zt.PRUNERS:
       print(f"skip      {method}: not registered in ztprune_jax.PRUNERS")
       continue
-    bs = eval_lib.schedule_for(c, model, method, c.budget_gflops)
-    pruned = zt.prune(model, method, bs.schedule, **eval_lib.method_options(c, method))
-    args = PruneArgs(eval_lib.hparams_for(c, pruned), jax.random.key(c.seed))
-    state = jax.jit(functools.partial(_forward, pruned))(params, images, args)
-    panels[method] = evaluation.token_panel(model, pruned, state, grid)
+    panels[method], bs = eval_lib.method_panel(c, model, params, images, method, c.budget_gflops)
     note = panels[method] if isinstance(panels[method], str) else ""
     print(f"method    {method}: {bs.gflops:.4g} GFLOPs (r={bs.r}) {note}")
   transform = eval_lib.build_transform(c, model)

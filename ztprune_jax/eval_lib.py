@@ -23,7 +23,7 @@ from ztprune_jax.checkpoints import load_checkpoint
 from ztprune_jax.layer import ZeroTPruneHParams
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import ZeroTPrune
+from ztprune_jax.transforms import PruneArgs, ZeroTPrune
 
 __all__ = [
   "append_csv",
@@ -224,6 +224,33 @@ def run_point(
   if isinstance(pruned.token_transform, ZeroTPrune):
     record["num_pruning_layers"] = len(pruned.token_transform.plans)
   return record
+
+
+def method_panel(config, model: VisionTransformer, params, images, method: str, budget_gflops=None):
+  """What ``method`` keeps (or merges) per layer on ``images`` at its budget schedule.
+
+  Args:
+    config: an eval-style config (method options, hparams, seed, ``r``/``layers``).
+    model: the unpruned model.
+    params: its params.
+    images: ``[B, H, W, C]`` normalised images.
+    method: a name in `pruners.PRUNERS`.
+    budget_gflops: the budget (``config.budget_gflops`` when None).
+
+  Returns:
+    ``(panel, schedule)``: `evaluation.token_panel`'s panel (or note) and the
+    `evaluation.BudgetSchedule` used.
+  """
+  bs = schedule_for(config, model, method, budget_gflops)
+  pruned = pruners.prune(model, method, bs.schedule, **method_options(config, method))
+  args = PruneArgs(hparams_for(config, pruned), jax.random.key(config.seed))
+
+  @jax.jit
+  def state_of(params, images):
+    return pruned.apply({"params": params}, images, return_state=True, transform_args=args)[1]
+
+  grid = model.image_size // model.patch_size
+  return evaluation.token_panel(model, pruned, state_of(params, images), grid), bs
 
 
 def write_json(path: str, obj: Any) -> None:
