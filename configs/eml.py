@@ -82,6 +82,10 @@ def get_config(arg=None):
   c.standardize = True
   c.use_tstage = True
   c.use_inherit = True
+  c.inherit_from = "G"  # or "L": survived block of the T-stage metric (learner.LearnerSpec)
+  c.inherit_basis = "replace"  # or "complement": new columns orthogonal to the inherited ones
+  c.inherit_scale = "raw"  # or "unit": inherited block rescaled to ‖W_s‖_F² = d_s
+  c.ot_features = "all"  # or "survived": the OT term compares E with W_s z_s only
   c.sinkhorn = ml_collections.ConfigDict()
   c.sinkhorn.threshold = 1e-3
   c.sinkhorn.max_iterations = 200

@@ -49,6 +49,18 @@ class LearnerSpec(NamedTuple):
     use_tstage: learn ``G`` and keep ``E`` in T-stages (False: "no T-stage" ablation:
       each stage starts fresh, see `run_stream`).
     use_inherit: ``W_s ← G`` and the ``γ`` term (False: "no inheritance" ablation).
+    inherit_from: what the I-stage inherits for the survived columns: "G" (the survivor
+      map, spec §2) or "L" (the survived block ``L_T[:, s]`` of the T-stage metric).
+    inherit_basis: how the new columns ``W_a`` are drawn: "replace" (spec §2: the initial
+      projection with the survived columns overwritten, so ``W_aᵀ W_s`` is random) or
+      "complement" (orthonormal in the complement of ``span(W_s)``: the metric starts
+      block-diagonal, ``W_sᵀW_s ⊕ I``).
+    inherit_scale: "raw" (spec §2) or "unit" (``W_s`` rescaled so that
+      ``‖W_s‖_F² = d_s``: the inherited block has the same mean eigenvalue as the
+      Euclidean block of the new features).
+    ot_features: reading B's I-stage OT term compares the stored ``E`` with ``L Z``
+      ("all", spec §2) or with the survived features' part ``W_s Z_s`` only
+      ("survived": the new features are not pulled towards the T-stage embedding).
   """
 
   n_classes: int
@@ -61,6 +73,30 @@ class LearnerSpec(NamedTuple):
   standardize: bool = True
   use_tstage: bool = True
   use_inherit: bool = True
+  inherit_from: str = "G"
+  inherit_basis: str = "replace"
+  inherit_scale: str = "raw"
+  ot_features: str = "all"
+
+
+_CHOICES = dict(
+  inherit_from=("G", "L"),
+  inherit_basis=("replace", "complement"),
+  inherit_scale=("raw", "unit"),
+  ot_features=("all", "survived"),
+)
+
+
+def check_spec(spec: LearnerSpec) -> LearnerSpec:
+  """Raises `ValueError` naming the field on an invalid static setting."""
+  if spec.rank < 1 or spec.n_classes < 2:
+    raise ValueError(f"need rank >= 1 and n_classes >= 2; got {spec.rank}, {spec.n_classes}")
+  if spec.reading not in ("A", "B"):
+    raise ValueError(f"reading must be 'A' or 'B', got {spec.reading!r}")
+  for name, valid in _CHOICES.items():
+    if getattr(spec, name) not in valid:
+      raise ValueError(f"{name} must be one of {valid}, got {getattr(spec, name)!r}")
+  return spec
 
 
 @struct.dataclass
@@ -143,8 +179,8 @@ class EMLState:
     G: ``[k, d_sn]`` survivor map learned in the T-stage.
     surv_idx: ``[d_sn]`` int32 positions in this stage of the surviving features.
     vanish_mask: ``[d]`` float32, 1 on columns that vanish at the next transition.
-    G_prev: ``[k, d_sp]`` the previous stage's survivor map (inheritance target).
-    inh_idx: ``[d_sp]`` int32 positions in this stage of the inherited columns.
+    G_prev: ``[k, d_sp]`` the inheritance target (``[k, 0]`` without inheritance).
+    inh_idx: ``[d_sp]`` int32 positions in this stage of the survived columns.
     mem: triplet memory, ``x [C, M, d]``.
     res: T-stage reservoir, ``x [C, R, d]``.
     E: ``[n_E, k]`` stored T-stage embeddings.
@@ -224,12 +260,9 @@ def init_state(key: jax.Array, spec: LearnerSpec, d: int, surv_idx=None) -> EMLS
   Returns:
     A fresh `EMLState`.
   """
-  if d < 1 or spec.rank < 1 or spec.n_classes < 2:
-    raise ValueError(
-      f"need d >= 1, rank >= 1, n_classes >= 2; got {d}, {spec.rank}, {spec.n_classes}"
-    )
-  if spec.reading not in ("A", "B"):
-    raise ValueError(f"reading must be 'A' or 'B', got {spec.reading!r}")
+  if d < 1:
+    raise ValueError(f"need d >= 1, got {d}")
+  check_spec(spec)
   surv = _positions(surv_idx, d, "surv_idx")
   key, kp = jax.random.split(key)
   L = init_projection(kp, spec.rank, d)
@@ -283,6 +316,44 @@ def _stage_state(
   )
 
 
+def inherited_block(state: EMLState, spec: LearnerSpec) -> jax.Array:
+  """The ``[k, d_s]`` block the next stage inherits for its survived columns.
+
+  ``spec.inherit_from`` picks the survivor map ``G`` or the survived block of ``L``;
+  ``spec.inherit_scale="unit"`` rescales it to ``‖W_s‖_F² = d_s``.
+  """
+  W = state.G if spec.inherit_from == "G" else state.L[:, state.surv_idx]
+  if spec.inherit_scale == "unit":
+    W = W * jnp.sqrt(W.shape[1] / jnp.maximum(jnp.sum(jnp.square(W)), 1e-12))
+  return W
+
+
+def _extend(L0: jax.Array, W_s: jax.Array, sn, basis: str) -> jax.Array:
+  """Next-stage factor ``[k, d_next]``: ``W_s`` on columns ``sn``, new columns elsewhere.
+
+  "replace": the other columns are ``L0``'s. "complement": they are an orthonormal
+  basis of the complement of ``span(W_s)`` (mapped through ``L0``'s new columns, which
+  fixes their orientation), so new and inherited features start uncoupled.
+  """
+  L = L0.at[:, sn].set(W_s)
+  if basis == "replace":
+    return L
+  k, d_next = L0.shape
+  new = np.setdiff1d(np.arange(d_next), sn)
+  if new.size == 0:
+    return L
+  U, sv, _ = jnp.linalg.svd(W_s, full_matrices=True)  # U [k, k]
+  r = min(W_s.shape)
+  if k - r == 0:  # no room left in a rank-k factor: keep the initial projection
+    return L
+  Qc = U[:, r:]  # [k, k - r] orthonormal complement (numerical rank r assumed)
+  W_a = Qc @ (Qc.T @ L0[:, new])  # [k, n_new]: L0's new columns projected on it
+  # Orthonormalise (k - r >= n_new) or keep the projection's scale (k - r < n_new).
+  if k - r >= new.size:
+    W_a, _ = jnp.linalg.qr(W_a)
+  return L.at[:, new].set(W_a)
+
+
 def advance(
   state: EMLState, spec: LearnerSpec, tr: stream_lib.Transition, d_next: int, surv_next=None
 ) -> EMLState:
@@ -328,10 +399,11 @@ def advance(
   else:
     X_prev, L_prev = jnp.zeros((C * R, 0)), jnp.zeros((k, 0))
   if spec.use_inherit:
-    L_next = L0.at[:, sn].set(state.G)
-    G_prev, inh = state.G, sn
+    W_s = inherited_block(state, spec)
+    L_next = _extend(L0, W_s, sn, spec.inherit_basis)
+    G_prev = W_s
   else:
-    L_next, G_prev, inh = L0, jnp.zeros((k, 0)), np.zeros((0,), np.int32)
+    L_next, G_prev = L0, jnp.zeros((k, 0))
   stats = tuple(
     jnp.zeros(d_next).at[sn].set(s[sp]) for s in (state.st_n, state.st_mean, state.st_m2)
   )
@@ -345,7 +417,7 @@ def advance(
     X_prev=X_prev,
     L_prev=L_prev,
     G_prev=G_prev,
-    inh_idx=inh,
+    inh_idx=sn,
     stats=stats,
     stage=state.stage + 1,
     key=key,
@@ -424,6 +496,8 @@ def _ot_term(L, state, xs, y, *, spec, hp, solver):
   if spec.reading == "B":
     d = xs.shape[0]
     Z = jnp.concatenate([xs[None, :], state.mem.x.reshape(-1, d)])  # [1+C*M, d]
+    if spec.ot_features == "survived":  # W_s Z_s: zero the new features' columns
+      L = L * jnp.zeros(d).at[state.inh_idx].set(1.0)
     yz = jnp.concatenate([y[None], state.mem.labels.reshape(-1)])
     vz = jnp.concatenate([jnp.ones((1,), bool), state.mem.valid.reshape(-1)])
     a = distance.class_balanced_weights(state.E_y, state.E_valid, C)

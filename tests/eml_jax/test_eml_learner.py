@@ -230,3 +230,39 @@ def test_learning_beats_euclidean():
   err_e = eml.knn_error(eml.make_learner(spec._replace(rank=st.d)), euc, I.X, I.y, s.test.X,
                         s.test.y)  # fmt: skip
   assert err < err_e, (err, err_e)
+
+
+@pytest.mark.parametrize("rank", [K, 2 * D])
+def test_inheritance_knobs(rank):
+  """ "complement" uncouples new from inherited columns; "unit" fixes the block's scale."""
+  s = _stream()
+  hp = eml.HParams.create(nu=0.0)
+  tr = eml.transition(*s.stages)
+  sn, new = np.asarray(tr.survived_next), np.asarray(tr.new)
+  base = SPEC._replace(rank=rank)
+  _, sT, rep, _ = _states(eml.make_learner(base), s, hp)
+  G = np.asarray(sT.G)
+  spec_c = base._replace(inherit_basis="complement", inherit_scale="unit")
+  sI = eml.advance(sT, spec_c, tr, rep.d)
+  L = np.asarray(sI.L)
+  W_s, W_a = L[:, sn], L[:, new]
+  # Unit scale: same directions as G, ‖W_s‖_F² = d_s; the γ target is the rescaled block.
+  np.testing.assert_allclose(W_s, G * np.sqrt(len(sn) / np.sum(G**2)), rtol=1e-5)
+  np.testing.assert_allclose(np.sum(W_s**2), len(sn), rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(sI.G_prev), W_s)
+  # Complement: the metric starts block-diagonal (no coupling of survived and new).
+  np.testing.assert_allclose(W_s.T @ W_a, 0.0, atol=1e-5)
+  assert np.all(np.linalg.norm(W_a, axis=0) > 1e-3)
+  if rank - len(sn) >= len(new):  # room for an orthonormal new block: Euclidean there
+    np.testing.assert_allclose(W_a.T @ W_a, np.eye(len(new)), atol=1e-5)
+  # "replace" (spec §2) couples them through the random initial projection.
+  assert np.abs(np.asarray(rep.L)[:, sn].T @ np.asarray(rep.L)[:, new]).max() > 1e-2
+  # Inheriting the survived block of L_T instead of G.
+  sL = eml.advance(sT, base._replace(inherit_from="L"), tr, rep.d)
+  np.testing.assert_array_equal(np.asarray(sL.L)[:, sn], np.asarray(sT.L)[:, tr.survived_prev])
+
+
+def test_inheritance_knobs_reject_unknown_values():
+  for field in ("inherit_from", "inherit_basis", "inherit_scale"):
+    with pytest.raises(ValueError, match=field):
+      eml.init_state(jax.random.key(0), SPEC._replace(**{field: "bogus"}), D)
