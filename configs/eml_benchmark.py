@@ -17,6 +17,12 @@ Arg keys (`--config=configs/eml_benchmark.py:validate,runlocal`):
   seeds: number of seeds (default 10; validation uses `validation.seeds`).
   runlocal: 2 small data sets, 1 seed, 2 ablations, 3 baselines; seconds-to-minutes on CPU.
 
+Field overrides (`--config.<field>=`) beyond the keys above:
+  parallel_seeds: True runs each method on all seeds at once (the runs stacked and
+    vmapped, split over a `"data"` mesh of every device; `protocol.run_eml_runs`). Same
+    results as False (up to float rounding); `sec_per_update` becomes the batched time per
+    update and run.
+
 Last line of a benchmark run: `eml_wins=<n>/<data sets>` (data sets where EML's mean 5-NN
 error is below every baseline's). Our full run (results/eml/, merged per-data-set runs on 2
 shared CPU cores, about 25 minutes): `eml_wins=0/8`; tables in results/eml/tables.md.
@@ -124,6 +130,7 @@ def get_config(arg=None):
     opid=dict(eta=(0.1, 1.0, 10.0)),
   )
   c.progress = True
+  c.parallel_seeds = False  # True: each method runs all seeds at once over every device
   c.plot = True
 
   if arg.runlocal:

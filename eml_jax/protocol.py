@@ -14,20 +14,31 @@ Typed host-side functions; `eml_jax.run_lib` unpacks the benchmark config into t
 
 Validation (choosing defaults): `validation_stream` keeps only the training stream and
 holds out the tail of its last stage as the evaluation split; the test split is unused.
+
+Seed-parallel runs (`evaluate(..., mesh=)`): the streams of all seeds of a data set have
+the same shapes, so each method runs all seeds at once: per stage, the runs' states are
+stacked on a leading axis and one jitted `jax.vmap` of the stage scan runs them, the run
+axis split over the mesh axis ``"data"`` (`run_eml_runs`, `run_baseline_runs`). Stage
+transitions (host-side, numpy positions) stay per run.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from eml_jax import datasets, learner, predict
 from eml_jax import stream as stream_lib
 from eml_jax.baselines import online
+from ztprune_jax import parallel
 
 
 def split_scale(X, y, *, seed: int, test_frac: float, max_train=None, max_test=None):
@@ -218,38 +229,286 @@ def run_baseline(method: online.Method, runner, stream, hp: dict, key, *, k: int
   return out
 
 
+@functools.lru_cache(maxsize=64)
+def _runs_scan(scan: Callable, mesh: Mesh) -> Callable:
+  """``scan(state, X, y, hp)`` over stacked runs: jitted vmap, run axis split over ``"data"``.
+
+  Outputs come back replicated, so the host can unstack every run. Cached per (scan,
+  mesh): seeds and grid points with the same static settings reuse the compilation.
+  """
+  batched = jax.vmap(scan, in_axes=(0, 0, 0, None))
+  return parallel.data_parallel(mesh, batched, batch_argnums=(0, 1, 2))
+
+
+def _check_runs(streams, keys) -> int:
+  n = len(streams)
+  if n == 0 or len(keys) != n:
+    raise ValueError(f"need one key per stream and at least one run; got {n} streams, "
+                     f"{len(keys)} keys")  # fmt: skip
+  shapes = [[st.X.shape for st in s.stages] for s in streams]
+  for i, sh in enumerate(shapes):
+    if sh != shapes[0]:
+      raise ValueError(f"stream {i} has stage shapes {sh}, stream 0 {shapes[0]}: cannot batch")
+  return n
+
+
+def _stage_inputs(streams, t: int, n_classes: int, multiple: int):
+  """Validated stage ``t`` of every run, stacked: ``X [R', n_t, d_t]``, ``y [R', n_t]``."""
+  Xs, ys = [], []
+  for r, s in enumerate(streams):
+    st = s.stages[t]
+    stream_lib.validate_xy(st.X, st.y, n_classes, name=f"run {r} stage {t}")
+    Xs.append(jnp.asarray(st.X, jnp.float32))
+    ys.append(jnp.asarray(st.y, jnp.int32))
+  return parallel.stack_trees(Xs, multiple), parallel.stack_trees(ys, multiple)
+
+
+def eml_runs_pass(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, mesh: Mesh):
+  """One pass of EML over ``R`` streams of equal shapes at once (one per seed).
+
+  Each stage is one jitted `jax.vmap` of ``lrn.scan`` over the stacked runs, the run axis
+  split over ``mesh``'s ``"data"`` axis (padded to a multiple of ``mesh.size`` by
+  repeating the last run; the padding is dropped); ``hp`` is shared (replicated).
+  `learner.init_state` and `learner.advance` run per run on the host between stages.
+
+  Args:
+    lrn: from `learner.make_learner`.
+    streams: ``R`` standardised `Stream` s with identical stage shapes.
+    hp: traced hyperparameters.
+    keys: ``R`` PRNG keys.
+    mesh: 1-D mesh from `parallel.make_mesh`.
+
+  Returns:
+    ``(states, metrics, secs)``: the ``R`` final `EMLState` s, the last stage's metrics
+    (numpy, ``[R, n_I]`` each) and that stage's batched wall time (compilation excluded).
+  """
+  streams, keys = list(streams), list(keys)
+  n = _check_runs(streams, keys)
+  spec = lrn.spec
+  plans = [learner.stage_plan(s) for s in streams]
+  last = len(plans[0]) - 1
+  first = 0 if spec.use_tstage else last
+  states = []
+  for plan, key in zip(plans, keys, strict=True):
+    d, surv, _ = plan[first]
+    states.append(learner.init_state(key, spec, d, surv if first < last else None))
+  scan = _runs_scan(lrn.scan, mesh)
+  for t in range(first, last + 1):
+    if t > first:
+      states = [
+        learner.advance(s, spec, p[t][2], p[t][0], p[t][1])
+        for s, p in zip(states, plans, strict=True)
+      ]
+    X, y = _stage_inputs(streams, t, spec.n_classes, mesh.size)  # [R', n_t, d_t], [R', n_t]
+    S = parallel.stack_trees(states, mesh.size)
+    scan.lower(S, X, y, hp).compile()  # fills jit's cache: compilation stays off the clock
+    t0 = time.perf_counter()
+    out, m = scan(S, X, y, hp)
+    jax.block_until_ready(out.L)
+    secs = time.perf_counter() - t0
+    states = parallel.unstack_tree(out, n)
+  return states, {name: np.asarray(v)[:n] for name, v in jax.device_get(m).items()}, secs
+
+
+def run_eml_runs(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, mesh: Mesh, k=5):
+  """`run_eml` over ``R`` streams of equal shapes at once (one per seed; `eml_runs_pass`).
+
+  Args:
+    lrn: from `learner.make_learner`.
+    streams: ``R`` standardised `Stream` s with identical stage shapes.
+    hp: traced hyperparameters (replicated).
+    keys: ``R`` PRNG keys.
+    mesh: 1-D mesh from `parallel.make_mesh`.
+    k: neighbours for the test error (computed per run).
+
+  Returns:
+    One dict per run, as `run_eml`; ``sec_per_update`` is the batched last stage's wall
+    time divided by (its updates per run × ``R``), compilation excluded (every run reports
+    the same steady-state time; `run_eml`'s first call includes compilation).
+  """
+  states, m, secs = eml_runs_pass(lrn, streams, hp, keys, mesh=mesh)
+  n_upd = m["mistake"].shape[1]
+  results = []
+  for r, (s, state) in enumerate(zip(streams, states, strict=True)):
+    I = s.stages[-1]
+    err = predict.knn_error(lrn, state, I.X, I.y, s.test.X, s.test.y, k=k)
+    mist, act = m["mistake"][r], m["ot_active"][r]
+    conv = float(np.mean(m["converged"][r][act])) if act.any() else float("nan")
+    results.append(
+      dict(
+        knn_error=err,
+        online_error=float(mist.mean()),
+        mistakes=mist,
+        sec_per_update=secs / (n_upd * len(states)),
+        ot_converged_frac=conv,
+      )
+    )
+  return results
+
+
+def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh):
+  """One pass of a baseline over ``R`` scaled streams of equal shapes at once.
+
+  Each learned stage is one jitted `jax.vmap` of ``runner`` over the stacked runs, split
+  over ``mesh``'s ``"data"`` axis as in `eml_runs_pass`; `online.begin_stage` (init or
+  transfer) runs per run on the host between stages.
+
+  Args:
+    method: the baseline.
+    runner: its cached `online.make_runner`.
+    streams: ``R`` scaled `Stream` s (see `scaled_stream`) with identical stage shapes.
+    hp: hyperparameters (merged over ``method.hparams``; replicated).
+    keys: ``R`` PRNG keys.
+    mesh: 1-D mesh from `parallel.make_mesh`.
+
+  Returns:
+    ``(states, mistakes, secs)``: the ``R`` final `online.OnlineState` s, the last
+    stage's online mistakes (numpy ``[R, n_I]`` bool) and the wall time of the batched
+    scans of all learned stages (host transitions and compilation excluded).
+  """
+  streams, keys = list(streams), list(keys)
+  n = _check_runs(streams, keys)
+  hp = online.resolve_hparams(method, hp)
+  n_stages, C = len(streams[0].stages), streams[0].n_classes
+  scan = _runs_scan(runner, mesh)
+  states, secs = [None] * n, 0.0
+  for t in range(online.first_learned_stage(method, n_stages), n_stages):
+    begun = [
+      online.begin_stage(method, s.stages, t, st, key, n_classes=C)
+      for s, st, key in zip(streams, states, keys, strict=True)
+    ]
+    keys, states = [b[0] for b in begun], [b[1] for b in begun]
+    X, y = _stage_inputs(streams, t, C, mesh.size)  # [R', n_t, d_t], [R', n_t]
+    S = parallel.stack_trees(states, mesh.size)
+    scan.lower(S, X, y, hp).compile()  # fills jit's cache: compilation stays off the clock
+    t0 = time.perf_counter()
+    out, m = scan(S, X, y, hp)
+    jax.block_until_ready(out)
+    secs += time.perf_counter() - t0
+    states = parallel.unstack_tree(out, n)
+  return states, np.asarray(jax.device_get(m["mistake"]))[:n], secs
+
+
+def run_baseline_runs(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh, k=5):
+  """`run_baseline` over ``R`` scaled streams at once (one per seed; `baseline_runs_pass`).
+
+  Args:
+    method: the baseline.
+    runner: its cached `online.make_runner`.
+    streams: ``R`` scaled `Stream` s (see `scaled_stream`) with identical stage shapes.
+    hp: hyperparameters (merged over ``method.hparams``; replicated).
+    keys: ``R`` PRNG keys.
+    mesh: 1-D mesh from `parallel.make_mesh`.
+    k: neighbours for the test error (computed per run).
+
+  Returns:
+    One dict per run, as `run_baseline`; ``sec_per_update`` is the batched scans' wall
+    time (all learned stages; host transitions and compilation excluded) divided by
+    (updates per run × ``R``).
+  """
+  streams = list(streams)
+  states, mistakes, secs = baseline_runs_pass(method, runner, streams, hp, keys, mesh=mesh)
+  first = online.first_learned_stage(method, len(streams[0].stages))
+  n_upd = sum(len(st.y) for st in streams[0].stages[first:])
+  results = []
+  for r, (s, state) in enumerate(zip(streams, states, strict=True)):
+    I, C = s.stages[-1], s.n_classes
+    err = online.knn_error(method, state.metric, I.X, I.y, s.test.X, s.test.y, n_classes=C, k=k)
+    out: dict[str, Any] = dict(
+      knn_error=err,
+      online_error=float(mistakes[r].mean()),
+      mistakes=mistakes[r],
+      sec_per_update=secs / (n_upd * len(states)),
+      ot_converged_frac=float("nan"),
+    )
+    if method.predict is not None:
+      pred = jax.vmap(functools.partial(method.predict, state.metric))(s.test.X)
+      out["clf_error"] = float(np.mean(np.asarray(pred) != s.test.y))
+    results.append(out)
+  return results
+
+
+class Variant(NamedTuple):
+  """A method in the two call forms of `evaluate`.
+
+  Attributes:
+    one: ``fn(stream, key) -> result`` (one run; see `run_eml`, `run_baseline`).
+    runs: ``fn(streams, keys, mesh) -> [result per run]`` (all seeds at once; see
+      `run_eml_runs`, `run_baseline_runs`).
+  """
+
+  one: Callable
+  runs: Callable
+
+  def __call__(self, stream, key):
+    return self.one(stream, key)
+
+
+def seed_stream(
+  X, y, n_classes: int, seed: int, *, test_frac=0.3, max_train=None, max_test=None, shots="one",
+  fracs=(1, 1, 1), n_stages=3, validation_frac=None,
+) -> stream_lib.Stream:  # fmt: skip
+  """The stream of one seed: `split_scale`, `make_stream`, optionally `validation_stream`."""
+  Xtr, ytr, Xte, yte = split_scale(
+    X, y, seed=seed, test_frac=test_frac, max_train=max_train, max_test=max_test
+  )
+  st = make_stream(
+    Xtr, ytr, Xte, yte, seed=seed, n_classes=n_classes, shots=shots, fracs=fracs,
+    n_stages=n_stages,
+  )  # fmt: skip
+  return validation_stream(st, validation_frac) if validation_frac else st
+
+
 def evaluate(
   X, y, n_classes: int, methods: dict, *, seeds, test_frac=0.3, max_train=None, max_test=None,
-  shots="one", fracs=(1, 1, 1), n_stages=3, validation_frac=None, progress=None,
+  shots="one", fracs=(1, 1, 1), n_stages=3, validation_frac=None, progress=None, mesh=None,
 ) -> list[dict]:  # fmt: skip
   """Runs every method on the streams of every seed of one data set.
 
   Args:
     X: ``[n, d]`` raw features; y: ``[n]`` labels.
     n_classes: number of classes.
-    methods: name -> ``fn(stream, key) -> result dict`` (see `run_eml`, `run_baseline`).
+    methods: name -> ``fn(stream, key) -> result dict`` (see `run_eml`, `run_baseline`),
+      or a `Variant` (which also runs all seeds at once).
     seeds: stream / learner seeds.
     test_frac, max_train, max_test: see `split_scale`.
     shots, fracs, n_stages: see `make_stream`.
     validation_frac: if set, evaluate on `validation_stream` (the test split is unused).
     progress: optional ``fn()`` called after each (seed, method) run (a tqdm update).
+    mesh: None runs seed by seed. A mesh builds every seed's stream first, then runs
+      each `Variant` over all seeds at once, split over the mesh (``sec_per_update`` is
+      then the batched time per update and run, without compilation); plain functions
+      still go seed by seed.
 
   Returns:
-    One row per (seed, method): ``seed``, ``method`` and the result fields.
+    One row per (seed, method), seed-major: ``seed``, ``method`` and the result fields.
   """
-  rows = []
-  for seed in seeds:
-    Xtr, ytr, Xte, yte = split_scale(
-      X, y, seed=seed, test_frac=test_frac, max_train=max_train, max_test=max_test
-    )
-    st = make_stream(
-      Xtr, ytr, Xte, yte, seed=seed, n_classes=n_classes, shots=shots, fracs=fracs,
-      n_stages=n_stages,
-    )  # fmt: skip
-    if validation_frac:
-      st = validation_stream(st, validation_frac)
-    for name, fn in methods.items():
-      rows.append(dict(seed=int(seed), method=name, **fn(st, jax.random.key(seed))))
+  kw = dict(
+    test_frac=test_frac, max_train=max_train, max_test=max_test, shots=shots, fracs=fracs,
+    n_stages=n_stages, validation_frac=validation_frac,
+  )  # fmt: skip
+  if mesh is None:
+    rows = []
+    for seed in seeds:
+      st = seed_stream(X, y, n_classes, seed, **kw)
+      for name, fn in methods.items():
+        rows.append(dict(seed=int(seed), method=name, **fn(st, jax.random.key(seed))))
+        if progress is not None:
+          progress()
+    return rows
+  streams = [seed_stream(X, y, n_classes, seed, **kw) for seed in seeds]
+  keys = [jax.random.key(seed) for seed in seeds]
+  res = {}
+  for name, fn in methods.items():
+    if isinstance(fn, Variant):
+      res[name] = fn.runs(streams, keys, mesh)
+    else:
+      res[name] = [fn(st, key) for st, key in zip(streams, keys, strict=True)]
+    for _ in seeds:
       if progress is not None:
         progress()
-  return rows
+  return [
+    dict(seed=int(seed), method=name, **res[name][r])
+    for r, seed in enumerate(seeds)
+    for name in methods
+  ]

@@ -16,6 +16,7 @@ import numpy as np
 
 from eml_jax import baselines, datasets, distance, learner, predict, protocol, synthetic
 from eml_jax import stream as stream_lib
+from ztprune_jax import parallel
 
 
 def hparams_from_config(c) -> learner.HParams:
@@ -159,7 +160,10 @@ _RUNNERS: dict = {}
 
 
 def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
-  """``fn(stream, key) -> result`` for EML with the ``e`` fields plus ``overrides``.
+  """EML with the ``e`` fields plus ``overrides``, as a `protocol.Variant`.
+
+  Call it as ``fn(stream, key) -> result`` (one run) or ``fn.runs(streams, keys, mesh)``
+  (all seeds at once, `protocol.run_eml_runs`).
 
   Args:
     e: the benchmark config's ``eml`` ConfigDict.
@@ -190,17 +194,29 @@ def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
   lrn = _LEARNERS[(spec, sk_args)]
   names = ("eta", "margin", "mu", "gamma", "nu", "rho", "eps_scale", "lam_21", "lam_nuc")
   hp = learner.HParams.create(**{n: float(f[n]) for n in names}, hist_temp=f["hist_temp"])
-  return lambda stream, key: protocol.run_eml(lrn, stream, hp, key, k=k)
+  return protocol.Variant(
+    one=lambda stream, key: protocol.run_eml(lrn, stream, hp, key, k=k),
+    runs=lambda streams, keys, mesh: protocol.run_eml_runs(lrn, streams, hp, keys, mesh=mesh, k=k),
+  )
 
 
 def baseline_variant(name: str, hp: dict, k: int = 5):
-  """``fn(stream, key) -> result`` for a baseline (its jitted scan is cached per name)."""
+  """A baseline as a `protocol.Variant` (its jitted scan is cached per name).
+
+  Call it as ``fn(stream, key) -> result`` or ``fn.runs(streams, keys, mesh)`` (all seeds
+  at once, `protocol.run_baseline_runs`); streams are scaled here (`scaled_stream`).
+  """
   method = baselines.get_baseline(name)
   if name not in _RUNNERS:
     _RUNNERS[name] = baselines.make_runner(method, k=k)
   runner = _RUNNERS[name]
-  return lambda stream, key: protocol.run_baseline(
-    method, runner, protocol.scaled_stream(stream), dict(hp), key, k=k
+  return protocol.Variant(
+    one=lambda stream, key: protocol.run_baseline(
+      method, runner, protocol.scaled_stream(stream), dict(hp), key, k=k
+    ),
+    runs=lambda streams, keys, mesh: protocol.run_baseline_runs(
+      method, runner, [protocol.scaled_stream(s) for s in streams], dict(hp), keys, mesh=mesh, k=k
+    ),
   )
 
 
@@ -219,18 +235,37 @@ def _eval_kw(c, shots):
   )  # fmt: skip
 
 
-def run_benchmark(c, progress_bar=None) -> list[dict]:
+def seed_mesh(c, mesh=None):
+  """The mesh the seeds of each method run over: None unless ``c.parallel_seeds``.
+
+  Args:
+    c: a `configs/eml_benchmark.py` ConfigDict.
+    mesh: the mesh to use (default: `parallel.make_mesh()`, every device).
+
+  Raises:
+    ValueError: a mesh is given but ``c.parallel_seeds`` is False.
+  """
+  if not c.parallel_seeds:
+    if mesh is not None:
+      raise ValueError("a mesh was given but c.parallel_seeds is False")
+    return None
+  return parallel.make_mesh() if mesh is None else mesh
+
+
+def run_benchmark(c, progress_bar=None, mesh=None) -> list[dict]:
   """Every data set x seed x method (EML, ablations, baselines), one- and multi-shot.
 
   Args:
     c: a `configs/eml_benchmark.py` ConfigDict.
     progress_bar: optional tqdm-like object (``update()``).
+    mesh: with ``c.parallel_seeds``, the mesh the seeds run over at once (`seed_mesh`).
 
   Returns:
     Rows with ``dataset``, ``setting`` ("one"/"multi"), ``seed``, ``method`` and results.
   """
   rows = []
   upd = None if progress_bar is None else (lambda: progress_bar.update(1))
+  mesh = seed_mesh(c, mesh)
   for name in c.datasets:
     X, y, C = load_benchmark_data(c, name)
     for shots in ("one", "multi"):
@@ -245,7 +280,9 @@ def run_benchmark(c, progress_bar=None) -> list[dict]:
         methods[b] = baseline_variant(b, c.baseline_hp.get(b, {}), c.k)
       if shots == "multi":
         methods = {m: f for m, f in methods.items() if m in c.multi.methods}
-      out = protocol.evaluate(X, y, C, methods, seeds=c.seeds, progress=upd, **_eval_kw(c, shots))
+      out = protocol.evaluate(
+        X, y, C, methods, seeds=c.seeds, progress=upd, mesh=mesh, **_eval_kw(c, shots)
+      )
       rows += [dict(dataset=name, setting=shots, **r) for r in out]
   return rows
 
@@ -266,11 +303,14 @@ def _grid(grid: dict):
     yield dict(zip(keys, vals, strict=True))
 
 
-def run_validation(c, progress_bar=None) -> tuple[list[dict], dict]:
+def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
   """Grid search on validation splits of the training stream (never the test split).
 
   For each method the grid point with the lowest validation 5-NN error averaged over
   data sets (each data set's mean over `validation.seeds`) is chosen.
+
+  With ``c.parallel_seeds`` the validation seeds of each grid point run at once over
+  ``mesh`` (`seed_mesh`).
 
   Returns:
     ``(rows, chosen)``: one row per data set x seed x (method, grid point); ``chosen``
@@ -278,6 +318,7 @@ def run_validation(c, progress_bar=None) -> tuple[list[dict], dict]:
   """
   rows = []
   upd = None if progress_bar is None else (lambda: progress_bar.update(1))
+  mesh = seed_mesh(c, mesh)
   v = c.validation
   for name in c.datasets:
     X, y, C = load_benchmark_data(c, name)
@@ -292,7 +333,7 @@ def run_validation(c, progress_bar=None) -> tuple[list[dict], dict]:
         methods[key] = baseline_variant(b, {**c.baseline_hp.get(b, {}).to_dict(), **p}, c.k)
         points[key] = (b, p)
     out = protocol.evaluate(
-      X, y, C, methods, seeds=v.seeds, validation_frac=float(v.frac), progress=upd,
+      X, y, C, methods, seeds=v.seeds, validation_frac=float(v.frac), progress=upd, mesh=mesh,
       **_eval_kw(c, "one"),
     )  # fmt: skip
     for r in out:

@@ -9,7 +9,8 @@ writes `results.csv` (one row per data set, setting, seed, method), `summary.jso
 hyperparameter search on validation splits of the training stream instead and writes
 `validation.csv` and `chosen.json`. The last line is `eml_wins=<n>/<datasets>` (benchmark)
 or `validated=<n methods>` (validate). `--merge=dir1,dir2` rebuilds the outputs from
-partial runs (e.g. one process per data set) instead of running.
+partial runs (e.g. one process per data set) instead of running. `--config.parallel_seeds=True`
+runs each method on all seeds at once over every device (a 1-D ``"data"`` mesh).
 """
 
 import csv
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from eml_jax import report, run_lib
 from experiments import common
+from ztprune_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/eml_benchmark.py", "EML benchmark config."
@@ -59,8 +61,9 @@ def main(argv):
   c, workdir = common.start(_CONFIG, _WORKDIR)
   command = "python -m experiments.eml_benchmark " + " ".join(sys.argv[1:])
   bar = tqdm(total=_n_runs(c), desc=f"eml {c.task}", disable=not c.progress, mininterval=5)
+  mesh = parallel.make_mesh() if c.parallel_seeds else None  # after the runtime is set up
   if c.task == "validate":
-    rows, chosen = run_lib.run_validation(c, bar)
+    rows, chosen = run_lib.run_validation(c, bar, mesh)
     bar.close()
     os.makedirs(workdir, exist_ok=True)
     fields = ["dataset", "seed", "method", "params", "knn_error", "online_error"]
@@ -87,7 +90,7 @@ def main(argv):
           seen.add(key)
           rows.append(r)
   else:
-    rows = run_lib.run_benchmark(c, bar)
+    rows = run_lib.run_benchmark(c, bar, mesh)
   bar.close()
   os.makedirs(workdir, exist_ok=True)
   report.save_rows(rows, os.path.join(workdir, "rows.json.gz"))

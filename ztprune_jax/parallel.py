@@ -5,7 +5,10 @@ host loads only its own slice of every global batch (`host_batch_slice`), pads i
 multiple of its local devices with a mask (`pad_batch`), and `shard_batch` assembles the
 global array with `jax.make_array_from_process_local_data`. A function jitted with
 `data_parallel` then runs on every device at once; reductions over the batch axis inside
-it are global (XLA inserts the all-reduce).
+it are global (XLA inserts the all-reduce). Independent runs (e.g. the seeds of a benchmark)
+batch the same way: `stack_trees` stacks their states on a leading axis (padded to a
+multiple of the mesh), a `jax.vmap` of the per-run function goes through `data_parallel`,
+and `unstack_tree` splits the result again.
 
 Typical use::
 
@@ -127,6 +130,48 @@ def pad_batch(batch: Any, multiple: int) -> tuple[Any, np.ndarray]:
 
   mask = np.arange(b + pad) < b
   return jax.tree.map(_pad, batch), mask
+
+
+def stack_trees(trees: Sequence[Any], multiple: int = 1) -> Any:
+  """Stacks pytrees of equal structure and shapes on a new leading (run) axis.
+
+  For running independent runs as one batch (`jax.vmap` over the leading axis, split over
+  ``"data"`` with `data_parallel`). The run count is padded to a multiple of
+  ``multiple`` by repeating the last tree: padded runs are real, finite computations
+  (no zeros that could produce NaNs or slow an iterative solver), dropped by
+  `unstack_tree`.
+
+  Args:
+    trees: ``n`` pytrees with the same structure and leaf shapes (PRNG key leaves too).
+    multiple: e.g. ``mesh.size``.
+
+  Returns:
+    One pytree with leaves ``[n', ...]``, ``n' = ceil(n / multiple) · multiple``.
+
+  Raises:
+    ValueError: no trees, ``multiple < 1``, or the trees differ in structure or shapes.
+  """
+  trees = list(trees)
+  if not trees or multiple < 1:
+    raise ValueError(f"need at least one tree and multiple >= 1; got {len(trees)}, {multiple}")
+  shapes = [jax.tree.map(jnp.shape, t) for t in trees]
+  if any(s != shapes[0] for s in shapes[1:]):
+    bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
+    raise ValueError(f"tree {bad} differs from tree 0 in structure or shapes: cannot stack")
+  trees += [trees[-1]] * (-len(trees) % multiple)
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack_tree(tree: Any, n: int | None = None) -> list[Any]:
+  """The first ``n`` (default: all) entries of a pytree's leading axis, as a list of pytrees.
+
+  Inverse of `stack_trees` (``n`` drops its padding).
+  """
+  size = jax.tree.leaves(tree)[0].shape[0]
+  n = size if n is None else n
+  if not 0 <= n <= size:
+    raise ValueError(f"cannot take {n} entries from a leading axis of {size}")
+  return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
 
 
 def shard_batch(mesh: Mesh, host_batch: Any) -> Any:

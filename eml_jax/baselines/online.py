@@ -186,11 +186,55 @@ def knn_error(method: Method, metric, X_gallery, y_gallery, X_test, y_test, *, n
   return float(jnp.mean(pred != jnp.asarray(y_test)))
 
 
+def first_learned_stage(method: Method, n_stages: int) -> int:
+  """Index of the first stage ``method`` learns: 0 with a ``transfer``, else the last."""
+  return 0 if method.transfer is not None else n_stages - 1
+
+
+def resolve_hparams(method: Method, hp: dict) -> dict:
+  """``hp`` over ``method.hparams``, as ``[]`` float32 arrays (traced by the runner)."""
+  return {k: jnp.asarray(v, jnp.float32) for k, v in {**(method.hparams or {}), **hp}.items()}
+
+
+def begin_stage(method: Method, stages, t: int, prev, key, *, n_classes: int, mem_size: int = 5):
+  """Host-side start of learned stage ``t``: a fresh metric, or the previous one transferred.
+
+  Args:
+    method: the `Method`.
+    stages: the stream's `Stage` tuple (scaled).
+    t: stage index.
+    prev: the `OnlineState` at the end of stage ``t - 1`` (None: ``t`` is the first
+      learned stage).
+    key: PRNG key.
+    n_classes: number of classes.
+    mem_size: memory slots per class.
+
+  Returns:
+    ``(key, state)``: the key for the next stage and a fresh `OnlineState`.
+  """
+  from eml_jax import stream as stream_lib  # local: keeps this module free of host helpers
+
+  st = stages[t]
+  d = st.X.shape[1]
+  surv = None
+  if t + 1 < len(stages) and method.transfer is not None:
+    surv = stream_lib.transition(st, stages[t + 1]).survived_prev
+  key, k_init = jax.random.split(key)
+  if prev is None:
+    metric = method.init(k_init, d, n_classes, surv)
+  else:
+    tr = stream_lib.transition(stages[t - 1], st)
+    metric = method.transfer(prev.metric, tr.survived_prev, tr.survived_next, d, k_init)
+    if surv is not None:  # middle stage of a multi-shot stream: a fresh compressor etc.
+      metric = _merge_middle(metric, method.init(k_init, d, n_classes, surv))
+  return key, init_online(metric, n_classes, d, mem_size)
+
+
 def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None, mem_size=5):
   """Runs a baseline over a `Stream` whose stages are already scaled.
 
-  Methods with a ``transfer`` learn every stage and carry the metric across transitions;
-  the others learn the last stage only (they ignore feature evolution).
+  Methods with a ``transfer`` learn every stage and carry the metric across transitions
+  (`begin_stage`); the others learn the last stage only (they ignore feature evolution).
 
   Args:
     method: the `Method`.
@@ -203,29 +247,15 @@ def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None,
   Returns:
     ``(state, [metrics per learned stage])`` with ``[n_t]`` ``mistake`` arrays.
   """
-  from eml_jax import stream as stream_lib  # local: keeps this module free of host helpers
-
   runner = make_runner(method) if runner is None else runner
-  hp = {k: jnp.asarray(v, jnp.float32) for k, v in {**(method.hparams or {}), **hp}.items()}
-  stages, C = stream.stages, stream.n_classes
-  first = 0 if method.transfer is not None else len(stages) - 1
+  hp = resolve_hparams(method, hp)
+  stages = stream.stages
   out, state = [], None
-  for t in range(first, len(stages)):
+  for t in range(first_learned_stage(method, len(stages)), len(stages)):
+    key, state = begin_stage(
+      method, stages, t, state, key, n_classes=stream.n_classes, mem_size=mem_size
+    )
     st = stages[t]
-    d = st.X.shape[1]
-    surv = None
-    if t + 1 < len(stages) and method.transfer is not None:
-      surv = stream_lib.transition(st, stages[t + 1]).survived_prev
-    key, k_init = jax.random.split(key)
-    if state is None:
-      metric = method.init(k_init, d, C, surv)
-    else:
-      tr = stream_lib.transition(stages[t - 1], st)
-      metric = method.transfer(state.metric, tr.survived_prev, tr.survived_next, d, k_init)
-      if surv is not None:  # middle stage of a multi-shot stream: a fresh compressor etc.
-        fresh = method.init(k_init, d, C, surv)
-        metric = _merge_middle(metric, fresh)
-    state = init_online(metric, C, d, mem_size)
     state, m = runner(state, jnp.asarray(st.X, jnp.float32), jnp.asarray(st.y, jnp.int32), hp)
     out.append(m)
   return state, out
