@@ -66,8 +66,13 @@ def _eml_defaults():
   e.mem_size = 5
   e.n_neg = 5
   e.res_size = 10
+  e.standardize = True  # running standardisation inside the learner (spec §2)
   e.use_tstage = True
   e.use_inherit = True
+  e.inherit_from = "G"
+  e.inherit_basis = "replace"
+  e.inherit_scale = "raw"
+  e.ot_features = "all"
   e.sinkhorn = dict(threshold=1e-3, max_iterations=200, inner_iterations=10, lse_mode=True)
   return e
 
@@ -118,10 +123,24 @@ def get_config(arg=None):
     )
   )
   c.validation = ml_collections.ConfigDict()
-  c.validation.seeds = (100, 101)  # not the test seeds (the test split is unused anyway)
+  c.validation.seeds = tuple(range(100, 110))  # not the test seeds (the test split is unused)
   c.validation.frac = 0.3  # tail of the I-stage used as the validation split
-  c.validation.eml_grid = dict(eta=(0.01, 0.03, 0.1), nu=(0.0, 0.3, 1.0))  # spec grid + 0.1
+  # EML: a staged (coordinate-wise) search; each stage is a product grid on top of the
+  # choices of the stages before it (`run_lib.run_validation`).
+  c.validation.eml_grids = (
+    dict(  # step size, input standardisation and the inheritance design; no OT term
+      eta=(0.01, 0.03),
+      standardize=(True, False),
+      inherit_from=("G", "L"),
+      inherit_basis=("replace", "complement"),
+      inherit_scale=("raw", "unit"),
+      nu=(0.0,),
+    ),
+    dict(nu=(0.0, 0.03, 0.1, 0.3), ot_features=("all", "survived")),  # the OT term
+    dict(lam_nuc=(0.0, 1e-3, 1e-2)),  # the low-rank (nuclear-norm) prox
+  )
   c.validation.baseline_grid = dict(
+    euclidean={},  # no hyperparameter: recorded as the reference
     opml=dict(lam=(1e-3, 1e-2, 1e-1)),
     opml_warm=dict(lam=(1e-3, 1e-2, 1e-1)),
     oasis=dict(C=(0.01, 0.1, 1.0)),
@@ -137,7 +156,8 @@ def get_config(arg=None):
     c.datasets = ("wine", "vehicle") if not arg.datasets else c.datasets
     c.seeds = (0,) if arg.seeds == 10 else c.seeds
     c.validation.seeds = (100,)
-    c.validation.eml_grid = dict(eta=(0.03,), nu=(0.0, 0.3))
+    c.validation.eml_grids = (dict(eta=(0.03,), inherit_basis=("replace", "complement")),
+                              dict(nu=(0.0, 0.3)))  # fmt: skip
     c.validation.baseline_grid = dict(opml=dict(lam=(1e-3, 1e-1)))
     c.ablations = ml_collections.ConfigDict(dict(no_tstage=ABLATIONS["no_tstage"]))
     c.baselines = ("euclidean", "opml", "opid")

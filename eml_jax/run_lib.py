@@ -6,6 +6,7 @@ spec §3 protocol on the configured stream (synthetic data so far).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -62,18 +63,40 @@ def spec_from_config(c, n_classes: int, d_max: int) -> learner.LearnerSpec:
     standardize=bool(c.standardize),
     use_tstage=bool(c.use_tstage),
     use_inherit=bool(c.use_inherit),
+    inherit_from=str(c.inherit_from),
+    inherit_basis=str(c.inherit_basis),
+    inherit_scale=str(c.inherit_scale),
+    ot_features=str(c.ot_features),
   )
 
 
 def load_data(c, seed: int):
-  """``(X, y, n_classes)`` for the configured dataset (only ``synthetic`` so far)."""
-  if c.dataset != "synthetic":
+  """``(X, y, n_classes)`` for the configured dataset.
+
+  ``synthetic`` is generated per seed; the real presets are read from the committed,
+  checksum-verified files (`eml_jax.datasets.load`; ``fashion_mnist``: the committed
+  test split, flattened to ``[n, 784]`` in ``[0, 1]``), then the first ``c.data.n``
+  rows after a seeded shuffle. Raises `ValueError` when the loaded shape differs from the
+  preset's ``d`` / ``n_classes``.
+  """
+  if c.dataset == "synthetic":
+    X, y = synthetic.make_classification(c.data.n, c.data.d, c.data.n_classes, seed=seed)
+    return X, y, int(c.data.n_classes)
+  if c.dataset == "fashion_mnist":
+    from ztprune_jax.data import fashion_mnist  # noqa: PLC0415 (only this preset needs it)
+
+    images, y = fashion_mnist.load_fashion_mnist("test")
+    X = images.reshape(len(images), -1).astype(np.float32) / 255.0
+  else:
+    X, y = datasets.load(c.dataset)
+  n_classes = int(y.max()) + 1
+  if X.shape[1] != int(c.data.d) or n_classes != int(c.data.n_classes):
     raise ValueError(
-      f"dataset {c.dataset!r} has no loader yet (real datasets are a later issue); "
-      "use dataset=synthetic"
+      f"dataset {c.dataset!r} has d={X.shape[1]}, {n_classes} classes; the preset says "
+      f"d={c.data.d}, {c.data.n_classes} classes"
     )
-  X, y = synthetic.make_classification(c.data.n, c.data.d, c.data.n_classes, seed=seed)
-  return X, y, int(c.data.n_classes)
+  rows = np.random.default_rng([seed, 11]).permutation(len(X))[: int(c.data.n)]
+  return X[rows].astype(np.float32), y[rows].astype(np.int32), n_classes
 
 
 def stream_from_config(c, seed: int) -> stream_lib.Stream:
@@ -181,8 +204,13 @@ def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
     n_neg=int(f["n_neg"]),
     res_size=int(f["res_size"]),
     knn_k=int(k),
+    standardize=bool(f["standardize"]),
     use_tstage=bool(f["use_tstage"]),
     use_inherit=bool(f["use_inherit"]),
+    inherit_from=str(f["inherit_from"]),
+    inherit_basis=str(f["inherit_basis"]),
+    inherit_scale=str(f["inherit_scale"]),
+    ot_features=str(f["ot_features"]),
   )
   sk = f["sinkhorn"]
   sk_args = (
@@ -303,35 +331,17 @@ def _grid(grid: dict):
     yield dict(zip(keys, vals, strict=True))
 
 
-def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
-  """Grid search on validation splits of the training stream (never the test split).
+def _as_dict(g) -> dict:
+  return g.to_dict() if hasattr(g, "to_dict") else dict(g)
 
-  For each method the grid point with the lowest validation 5-NN error averaged over
-  data sets (each data set's mean over `validation.seeds`) is chosen.
 
-  With ``c.parallel_seeds`` the validation seeds of each grid point run at once over
-  ``mesh`` (`seed_mesh`).
-
-  Returns:
-    ``(rows, chosen)``: one row per data set x seed x (method, grid point); ``chosen``
-    maps method -> hyperparameters.
-  """
-  rows = []
-  upd = None if progress_bar is None else (lambda: progress_bar.update(1))
-  mesh = seed_mesh(c, mesh)
-  v = c.validation
+def _validation_rows(c, make_methods, upd, mesh) -> list[dict]:
+  """Runs ``make_methods(C, d_max) -> (methods, points)`` on every data set's validation split."""
+  v, rows = c.validation, []
   for name in c.datasets:
     X, y, C = load_benchmark_data(c, name)
     d_max = max(len(s.features) for s in _first_stream(c, X, y, C, "one").stages)
-    methods, points = {}, {}
-    for p in _grid(v.eml_grid.to_dict()):
-      key = "eml " + json.dumps(p, sort_keys=True)
-      methods[key], points[key] = eml_variant(c.eml, p, C, d_max, c.k), ("eml", p)
-    for b, g in v.baseline_grid.items():
-      for p in _grid(g.to_dict()):
-        key = f"{b} " + json.dumps(p, sort_keys=True)
-        methods[key] = baseline_variant(b, {**c.baseline_hp.get(b, {}).to_dict(), **p}, c.k)
-        points[key] = (b, p)
+    methods, points = make_methods(C, d_max)
     out = protocol.evaluate(
       X, y, C, methods, seeds=v.seeds, validation_frac=float(v.frac), progress=upd, mesh=mesh,
       **_eval_kw(c, "one"),
@@ -339,6 +349,17 @@ def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
     for r in out:
       m, p = points[r["method"]]
       rows.append({**r, "dataset": name, "method": m, "params": json.dumps(p, sort_keys=True)})
+  return rows
+
+
+def choose(rows: list[dict]) -> dict:
+  """Per method, the params with the lowest validation 5-NN error averaged over data sets.
+
+  Each data set counts once (its mean over seeds), whatever its size.
+
+  Returns:
+    ``{method: {"params", "mean_val_error", "grid": {params json: mean error}}}``.
+  """
   chosen = {}
   for m in sorted({r["method"] for r in rows}):
     per = {}
@@ -348,4 +369,57 @@ def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
     score = {p: float(np.mean([np.mean(e) for e in ds.values()])) for p, ds in per.items()}
     best = min(score, key=score.get)
     chosen[m] = dict(params=json.loads(best), mean_val_error=score[best], grid=score)
+  return chosen
+
+
+def _stage_methods(c, stage: int, grid: dict, base: dict, C: int, d_max: int):
+  """EML points of one search stage (plus every baseline grid in stage 0)."""
+  methods, points = {}, {}
+  for p in _grid(grid):
+    full = {**base, **p}
+    key = f"eml stage{stage} " + json.dumps(full, sort_keys=True)
+    methods[key], points[key] = eml_variant(c.eml, full, C, d_max, c.k), ("eml", full)
+  for b, g in c.validation.baseline_grid.items() if stage == 0 else ():
+    for p in _grid(_as_dict(g)):
+      key = f"{b} " + json.dumps(p, sort_keys=True)
+      methods[key] = baseline_variant(b, {**c.baseline_hp.get(b, {}).to_dict(), **p}, c.k)
+      points[key] = (b, p)
+  return methods, points
+
+
+def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
+  """Staged grid search on validation splits of the training stream (never the test split).
+
+  EML's grids ``c.validation.eml_grids`` are searched in stages: every point of stage i
+  sits on top of the choice of stages < i (a coordinate-wise search; the points of one
+  stage form a full product grid). Baselines have one grid each, searched with stage 0.
+  The choice is the point with the lowest validation 5-NN error averaged over data sets
+  (each data set's mean over `validation.seeds`).
+
+  With ``c.parallel_seeds`` the validation seeds of each grid point run at once over
+  ``mesh`` (`seed_mesh`).
+
+  Returns:
+    ``(rows, chosen)``: one row per data set x seed x (method, grid point), with its
+    ``stage``; ``chosen`` maps method -> ``{"params", "mean_val_error", "grid"}`` (EML's
+    params accumulate over stages and its ``"stages"`` lists each stage's choice).
+  """
+  rows = []
+  upd = None if progress_bar is None else (lambda: progress_bar.update(1))
+  mesh = seed_mesh(c, mesh)
+  v = c.validation
+  base, stages, eml_grid = {}, [], {}
+  for i, grid in enumerate(v.eml_grids):
+    make = functools.partial(_stage_methods, c, i, _as_dict(grid), dict(base))
+    stage_rows = [{**r, "stage": i} for r in _validation_rows(c, make, upd, mesh)]
+    rows += stage_rows
+    ch = choose([r for r in stage_rows if r["method"] == "eml"])["eml"]
+    base = ch["params"]
+    stages.append(ch)
+    eml_grid.update(ch["grid"])
+  chosen = choose([r for r in rows if r["method"] != "eml"])
+  chosen["eml"] = dict(
+    params=base, mean_val_error=stages[-1]["mean_val_error"], grid=eml_grid,
+    stages=[dict(params=s["params"], mean_val_error=s["mean_val_error"]) for s in stages],
+  )  # fmt: skip
   return rows, chosen

@@ -41,9 +41,12 @@ _MERGE = flags.DEFINE_list(
 def _n_runs(c):
   if c.task == "validate":
     v = c.validation
-    n_eml = 1
-    for vals in v.eml_grid.values():
-      n_eml *= len(vals)
+    n_eml = 0
+    for g in v.eml_grids:
+      p = 1
+      for vals in dict(g).values():
+        p *= len(vals)
+      n_eml += p
     n_b = 0
     for g in v.baseline_grid.values():
       p = 1

@@ -56,8 +56,26 @@ def test_train_and_evaluate_runlocal():
   for v in [*out["curve"].values(), out["euclidean_error"], out["online_mistake_rate"]]:
     assert 0.0 <= v <= 1.0
   assert out["ot_active_frac"] > 0.9 and np.isfinite(out["ms_per_update"])
-  with pytest.raises(ValueError, match="no loader yet"):
-    run_lib.train_and_evaluate(eml_config.get_config("dataset=wine,runlocal"))
+
+
+@pytest.mark.parametrize("dataset", sorted(set(eml_config.DATASETS) - {"synthetic"}))
+def test_real_presets_load_with_their_shapes(dataset):
+  c = eml_config.get_config(f"dataset={dataset}")
+  X, y, C = run_lib.load_data(c, seed=3)
+  assert X.shape == (min(c.data.n, len(X)), c.data.d) and C == c.data.n_classes
+  assert len(X) == len(y) and set(np.unique(y)) <= set(range(C)) and np.all(np.isfinite(X))
+  X2, _, _ = run_lib.load_data(c, seed=4)  # another seed: another row order
+  assert not np.array_equal(X, X2)
+  with c.unlocked():
+    c.data.d = c.data.d + 1
+  with pytest.raises(ValueError, match="preset says"):
+    run_lib.load_data(c, seed=3)
+
+
+def test_train_and_evaluate_on_real_data():
+  c = eml_config.get_config("dataset=wine,runlocal")
+  out = run_lib.train_and_evaluate(c, seed=0)
+  assert 0.0 <= out["final_error"] <= 1.0 and 0.0 <= out["euclidean_error"] <= 1.0
 
 
 def test_bench_runlocal():
