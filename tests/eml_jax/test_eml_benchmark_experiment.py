@@ -52,7 +52,30 @@ def test_validation_runlocal_writes_choice(tmp_path):
   chosen = json.loads((tmp_path / "chosen.json").read_text())["chosen"]
   assert set(chosen) == {"eml", "opml"}
   assert chosen["eml"]["params"]["nu"] in (0.0, 0.3)
+  assert chosen["eml"]["params"]["inherit_basis"] in ("replace", "complement")
+  assert len(chosen["eml"]["stages"]) == 2
   assert (tmp_path / "validation.csv").exists()
+
+
+def test_staged_validation_builds_on_earlier_choices():
+  from configs import eml_benchmark as cfg  # noqa: PLC0415
+  from eml_jax import run_lib  # noqa: PLC0415
+
+  c = cfg.get_config("validate,runlocal,datasets=wine")
+  with c.unlocked():
+    c.validation.eml_grids = (dict(eta=(0.003, 0.1)), dict(margin=(0.5, 1.0)))
+    c.validation.baseline_grid = dict(euclidean={})
+  rows, chosen = run_lib.run_validation(c)
+  s0 = [r for r in rows if r["method"] == "eml" and r["stage"] == 0]
+  s1 = [r for r in rows if r["method"] == "eml" and r["stage"] == 1]
+  assert len(s0) == 2 and len(s1) == 2 and {r["stage"] for r in rows if r["method"] != "eml"} == {0}
+  err0 = {json.loads(r["params"])["eta"]: r["knn_error"] for r in s0}
+  eta = min(err0, key=err0.get)  # ties: the first point of the grid, as min() does
+  assert all(json.loads(r["params"])["eta"] == eta for r in s1)  # stage 1 sits on stage 0
+  err1 = {json.loads(r["params"])["margin"]: r["knn_error"] for r in s1}
+  assert chosen["eml"]["params"] == dict(eta=eta, margin=min(err1, key=err1.get))
+  assert [s["params"] for s in chosen["eml"]["stages"]][0] == dict(eta=eta)
+  assert set(chosen) == {"eml", "euclidean"}
 
 
 def test_benchmark_needs_workdir():
