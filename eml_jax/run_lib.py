@@ -182,6 +182,18 @@ _LEARNERS: dict = {}
 _RUNNERS: dict = {}
 
 
+def release_compiled() -> None:
+  """Drops the cached learners / runners and JAX's compilation caches.
+
+  Called after each data set: its shapes are not reused, and keeping every data set's
+  executables alive exhausts the process's memory maps in long searches (XLA:CPU
+  failed with "LLVM compilation error: Cannot allocate memory" after four data sets).
+  """
+  _LEARNERS.clear()
+  _RUNNERS.clear()
+  jax.clear_caches()
+
+
 def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
   """EML with the ``e`` fields plus ``overrides``, as a `protocol.Variant`.
 
@@ -312,6 +324,7 @@ def run_benchmark(c, progress_bar=None, mesh=None) -> list[dict]:
         X, y, C, methods, seeds=c.seeds, progress=upd, mesh=mesh, **_eval_kw(c, shots)
       )
       rows += [dict(dataset=name, setting=shots, **r) for r in out]
+    release_compiled()
   return rows
 
 
@@ -349,6 +362,7 @@ def _validation_rows(c, make_methods, upd, mesh) -> list[dict]:
     for r in out:
       m, p = points[r["method"]]
       rows.append({**r, "dataset": name, "method": m, "params": json.dumps(p, sort_keys=True)})
+    release_compiled()
   return rows
 
 

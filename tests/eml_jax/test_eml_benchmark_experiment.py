@@ -30,7 +30,7 @@ def test_benchmark_two_datasets_two_seeds(tmp_path):
   for ds, by_m in summary.items():
     chance = 1 - 1 / datasets.DATASETS[ds][2]
     assert {"eml", "euclidean", "opml", "opml_warm", "oasis", "rdml", "lego", "opid"} <= set(by_m)
-    assert {"no_tstage", "no_inherit", "no_ot", "reading_a", "lowrank"} <= set(by_m)
+    assert {"no_tstage", "no_inherit", "no_ot", "reading_a", "lowrank", "spec_design"} <= set(by_m)
     for m, s in by_m.items():
       assert 0 <= s["knn_error_mean"] <= 1 and 0 <= s["online_error_mean"] <= 1, (ds, m)
       assert s["n_seeds"] == 2
@@ -42,7 +42,7 @@ def test_benchmark_two_datasets_two_seeds(tmp_path):
   assert "| wine |" in table and "## Goal check" in table
   assert (tmp_path / "online_wine_one.png").stat().st_size > 1000
   rows = (tmp_path / "results.csv").read_text().strip().splitlines()
-  assert len(rows) == 1 + 2 * 2 * 14 + 2 * 6  # header, one-shot runs, vehicle multi-shot
+  assert len(rows) == 1 + 2 * 2 * 15 + 2 * 6  # header, one-shot runs, vehicle multi-shot
 
 
 @pytest.mark.slow
