@@ -24,8 +24,9 @@ Field overrides (`--config.<field>=`) beyond the keys above:
     update and run.
 
 Last line of a benchmark run: `eml_wins=<n>/<data sets>` (data sets where EML's mean 5-NN
-error is below every baseline's). Our full run (results/eml/, merged per-data-set runs on 2
-shared CPU cores, about 25 minutes): `eml_wins=0/8`; tables in results/eml/tables.md.
+error is below every baseline's). Our full run (results/eml/, three processes over groups of
+data sets merged, about 5 minutes on 2 CPU cores): `eml_wins=2/8`; tables in
+results/eml/tables.md, discussion in docs/eml_benchmark.md.
 Each (data set, method) compiles once; seeds reuse the compiled scans.
 """
 

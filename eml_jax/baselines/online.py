@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from eml_jax import memory
@@ -183,7 +184,8 @@ def knn_error(method: Method, metric, X_gallery, y_gallery, X_test, y_test, *, n
   pred = knn_predict_embedded(
     Ge, jnp.asarray(y_gallery, jnp.int32), Qe, k=k, n_classes=n_classes, mode=method.mode
   )
-  return float(jnp.mean(pred != jnp.asarray(y_test)))
+  # numpy float64, like EML's `predict.knn_error`: equal mistake counts give equal errors
+  return float(np.mean(np.asarray(pred) != np.asarray(y_test)))
 
 
 def first_learned_stage(method: Method, n_stages: int) -> int:

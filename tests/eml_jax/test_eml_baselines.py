@@ -158,3 +158,15 @@ def test_eml_and_baselines_share_the_stream_interface(toy_stream):
   # EML runs on the unscaled stream, baselines on the scaled one; same stages and labels.
   assert isinstance(toy_stream, eml.Stream)
   assert toy_stream.stages[-1].X.shape[1] == len(toy_stream.stages[-1].features)
+
+
+def test_knn_error_is_an_exact_fraction():
+  """Baselines' and EML's test errors are mistakes / n in float64: equal counts tie exactly."""
+  G = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]], np.float32)
+  gy = np.array([0, 0, 1, 1], np.int32)
+  Q = np.array([[0.0, 0.1], [5.0, 5.1], [0.05, 0.0]], np.float32)
+  qy = np.array([0, 1, 1], np.int32)  # the third query is wrong under any sane metric
+  method = B.get_baseline("euclidean")
+  metric = method.init(jax.random.key(0), 2, 2, None)
+  err = B.knn_error(method, metric, G, gy, Q, qy, n_classes=2, k=1)
+  assert err == 1 / 3  # float32 averaging gives 0.3333333432674408
