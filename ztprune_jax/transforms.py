@@ -227,6 +227,12 @@ class AtsLike(TokenPruner):
   weigh in the average); ATS's sampling points run from the first non-zero CDF value
   to 1 and pick the nearest CDF point, ours are midpoints with the CDF's inverse; ATS
   samples inside the attention (dropping query rows), ours after the block's MLP.
+
+  Consequence for comparisons: FLOPs are charged per slot, while ATS reports its cost
+  on the distinct tokens. Significance is peaked (a few patches hold most of it), so
+  a few patches take most of the ``K`` samples and far fewer distinct tokens survive
+  than slots, fewer at each later layer; at a matched slot budget it therefore trails
+  the methods that keep ``K`` distinct tokens.
   """
 
   def after_block(self, layer, x, out, state):
