@@ -11,10 +11,10 @@ import time
 
 import jax
 import numpy as np
-from absl import app
 from ml_collections import config_flags
 
 import ztprune_jax as zt
+from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/bench_backbone.py", "Benchmark config."
@@ -68,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

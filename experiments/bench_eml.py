@@ -24,11 +24,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app
 from ml_collections import config_flags
 
 import eml_jax as eml
 from eml_jax import run_lib, synthetic
+from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/eml.py", "EML config.")
 
@@ -148,4 +148,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,12 +4,12 @@ import time
 
 import jax
 import numpy as np
-from absl import app
 from ml_collections import config_flags
 from tqdm import tqdm
 
 import ztprune_jax as zt
 from configs import zero_tprune
+from experiments import cli
 from ztprune_jax import pruners, run_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/bench_pruning.py", "Bench config.")
@@ -126,4 +126,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

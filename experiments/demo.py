@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 import tqdm.auto as tqdm
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import eval_lib, evaluation, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config.")
@@ -172,4 +172,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

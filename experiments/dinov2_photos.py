@@ -18,11 +18,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
 import ztprune_jax as zt
+from experiments import cli
 from ztprune_jax import fidelity
 from ztprune_jax.models.hooks import TokenTransform
 
@@ -393,4 +394,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,12 +18,12 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
 from eml_jax import report, run_lib
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -114,4 +114,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,10 +5,10 @@ writes `<workdir>/<method>_<gflops>g.json`, appends a row to `<workdir>/results.
 logs the scalars with clu; the last line is `top1=<x>`. See configs/eval.py.
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import eval_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "Evaluation config.")
@@ -56,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -27,7 +27,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
+
+from experiments import cli
 
 _TPU = flags.DEFINE_string("tpu", None, "TPU VM (pod slice) name.")
 _ZONE = flags.DEFINE_string("zone", None, "GCP zone of the TPU VM.")
@@ -117,4 +119,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,11 +12,11 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import search
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -127,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

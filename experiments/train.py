@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
 import ztprune_jax as zt
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import parallel, training
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 
@@ -208,4 +208,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -7,11 +7,11 @@ configs/visualize.py.
 
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
-from experiments import common
+from experiments import cli, common
 from ztprune_jax import eval_lib, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/visualize.py", "Visualize config.")
@@ -52,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

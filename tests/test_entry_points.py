@@ -1,4 +1,4 @@
-"""Every config-driven entry point refuses a misspelt `--config.<field>` and names the field.
+"""Every config-driven entry point refuses a misspelt `--config.<field>` with one line naming it.
 
 Runs each `python -m experiments.X` in a subprocess, as a user would; parsing fails before
 any work starts, so each run costs only the imports.
@@ -40,5 +40,19 @@ def test_misspelt_override_is_refused_with_the_close_match(module):
      f"--config.{typo}=1"],
     cwd=ROOT, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
-  assert proc.returncode != 0
+  assert proc.returncode == 1
   assert f'Did you mean "{field}"' in proc.stderr, proc.stderr[-2000:]
+  # One clear line naming the override, not a traceback through ml_collections.
+  assert f"FATAL config override error in --config.{typo}=1" in proc.stderr
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_unknown_flag_and_bad_value_exit_with_a_message():
+  for extra in ("--wrokdir=/tmp/x", "--config.k=abc"):
+    proc = subprocess.run(
+      [sys.executable, "-m", "experiments.eml_benchmark",
+       "--config=configs/eml_benchmark.py:runlocal", extra],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "FATAL" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
