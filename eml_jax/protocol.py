@@ -184,6 +184,11 @@ def run_eml(lrn: learner.Learner, stream, hp: learner.HParams, key, *, k: int = 
     state, m = learner.run_stage(lrn, state, st.X, st.y, hp)
     jax.block_until_ready(state.L)
     secs = time.perf_counter() - t0
+  return _eml_result(lrn, state, stream, m, secs / len(stream.stages[-1].y), k)
+
+
+def _eml_result(lrn, state, stream, m, sec_per_update: float, k: int) -> dict:
+  """The result dict of one EML run: test error of ``state``, last stage's metrics ``m``."""
   I = stream.stages[-1]
   err = predict.knn_error(lrn, state, I.X, I.y, stream.test.X, stream.test.y, k=k)
   mist = np.asarray(m["mistake"])
@@ -193,7 +198,7 @@ def run_eml(lrn: learner.Learner, stream, hp: learner.HParams, key, *, k: int = 
     knn_error=err,
     online_error=float(mist.mean()),
     mistakes=mist,
-    sec_per_update=secs / len(I.y),
+    sec_per_update=sec_per_update,
     ot_converged_frac=conv,
   )
 
@@ -209,22 +214,25 @@ def run_baseline(method: online.Method, runner, stream, hp: dict, key, *, k: int
   state, ms = online.run_stream(method, stream, hp, key, runner=runner)
   jax.block_until_ready(state.metric)
   secs = time.perf_counter() - t0
-  I = stream.stages[-1]
-  C = stream.n_classes
+  n_upd = sum(len(s.y) for s in stream.stages[len(stream.stages) - len(ms) :])
+  return _baseline_result(method, state, stream, np.asarray(ms[-1]["mistake"]), secs / n_upd, k)
+
+
+def _baseline_result(method, state, stream, mistakes, sec_per_update: float, k: int) -> dict:
+  """The result dict of one baseline run (OPID-style methods add ``clf_error``)."""
+  I, C = stream.stages[-1], stream.n_classes
   err = online.knn_error(
     method, state.metric, I.X, I.y, stream.test.X, stream.test.y, n_classes=C, k=k
   )
-  mist = np.asarray(ms[-1]["mistake"])
-  n_upd = sum(len(s.y) for s in stream.stages[len(stream.stages) - len(ms) :])
   out: dict[str, Any] = dict(
     knn_error=err,
-    online_error=float(mist.mean()),
-    mistakes=mist,
-    sec_per_update=secs / n_upd,
+    online_error=float(mistakes.mean()),
+    mistakes=mistakes,
+    sec_per_update=sec_per_update,
     ot_converged_frac=float("nan"),
   )
   if method.predict is not None:
-    pred = jax.vmap(lambda x: method.predict(state.metric, x))(stream.test.X)
+    pred = jax.vmap(functools.partial(method.predict, state.metric))(stream.test.X)
     out["clf_error"] = float(np.mean(np.asarray(pred) != stream.test.y))
   return out
 
@@ -238,6 +246,11 @@ def _runs_scan(scan: Callable, mesh: Mesh) -> Callable:
   """
   batched = jax.vmap(scan, in_axes=(0, 0, 0, None))
   return parallel.data_parallel(mesh, batched, batch_argnums=(0, 1, 2))
+
+
+def clear_run_caches() -> None:
+  """Forgets the cached batched scans (see `run_lib.release_compiled`)."""
+  _runs_scan.cache_clear()
 
 
 def _check_runs(streams, keys) -> int:
@@ -327,23 +340,11 @@ def run_eml_runs(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, me
     the same steady-state time; `run_eml`'s first call includes compilation).
   """
   states, m, secs = eml_runs_pass(lrn, streams, hp, keys, mesh=mesh)
-  n_upd = m["mistake"].shape[1]
-  results = []
-  for r, (s, state) in enumerate(zip(streams, states, strict=True)):
-    I = s.stages[-1]
-    err = predict.knn_error(lrn, state, I.X, I.y, s.test.X, s.test.y, k=k)
-    mist, act = m["mistake"][r], m["ot_active"][r]
-    conv = float(np.mean(m["converged"][r][act])) if act.any() else float("nan")
-    results.append(
-      dict(
-        knn_error=err,
-        online_error=float(mist.mean()),
-        mistakes=mist,
-        sec_per_update=secs / (n_upd * len(states)),
-        ot_converged_frac=conv,
-      )
-    )
-  return results
+  per_update = secs / (m["mistake"].shape[1] * len(states))
+  return [
+    _eml_result(lrn, state, s, {name: v[r] for name, v in m.items()}, per_update, k)
+    for r, (s, state) in enumerate(zip(streams, states, strict=True))
+  ]
 
 
 def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh):
@@ -410,22 +411,11 @@ def run_baseline_runs(method: online.Method, runner, streams, hp: dict, keys, *,
   states, mistakes, secs = baseline_runs_pass(method, runner, streams, hp, keys, mesh=mesh)
   first = online.first_learned_stage(method, len(streams[0].stages))
   n_upd = sum(len(st.y) for st in streams[0].stages[first:])
-  results = []
-  for r, (s, state) in enumerate(zip(streams, states, strict=True)):
-    I, C = s.stages[-1], s.n_classes
-    err = online.knn_error(method, state.metric, I.X, I.y, s.test.X, s.test.y, n_classes=C, k=k)
-    out: dict[str, Any] = dict(
-      knn_error=err,
-      online_error=float(mistakes[r].mean()),
-      mistakes=mistakes[r],
-      sec_per_update=secs / (n_upd * len(states)),
-      ot_converged_frac=float("nan"),
-    )
-    if method.predict is not None:
-      pred = jax.vmap(functools.partial(method.predict, state.metric))(s.test.X)
-      out["clf_error"] = float(np.mean(np.asarray(pred) != s.test.y))
-    results.append(out)
-  return results
+  per_update = secs / (n_upd * len(states))
+  return [
+    _baseline_result(method, state, s, mistakes[r], per_update, k)
+    for r, (s, state) in enumerate(zip(streams, states, strict=True))
+  ]
 
 
 class Variant(NamedTuple):

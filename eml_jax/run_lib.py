@@ -191,6 +191,7 @@ def release_compiled() -> None:
   """
   _LEARNERS.clear()
   _RUNNERS.clear()
+  protocol.clear_run_caches()
   jax.clear_caches()
 
 
