@@ -10,7 +10,8 @@ Our reconstruction of EML (spec §2), reading B by default:
   plus the forwarding term ``μ‖G x_s − sg(L x)‖²``; ℓ2,1 prox (``λ_21``) on the columns of
   ``L`` of vanishing features; a class-balanced reservoir keeps T-stage samples;
 * I-stage (a previous stage exists): ``L = [W_s, W_a]`` starts from ``W_s ← G`` and the
-  initial projection; the loss adds ``(γ/2)‖W_s − G‖²`` (inheritance) and
+  initial projection (or, by `LearnerSpec` knobs, from ``L_T``'s survived block and/or
+  new columns orthogonal to ``W_s``); the loss adds ``(γ/2)‖W_s − G‖²`` (inheritance) and
   ``ν·W_ε(E, L Z)`` (smoothed Wasserstein to the stored T-stage embeddings).
 
 Static choices (shapes, reading, ablation switches) live in `LearnerSpec`; numeric
@@ -362,7 +363,8 @@ def advance(
   Our reconstruction of EML (spec §2): the reservoir is embedded with the current ``L``
   (which plays ``L_T``) and only the embeddings are kept (reading A also keeps the
   samples and ``L_T``, which its cross-stage OT needs). The next ``L`` is the initial
-  projection with the survived columns replaced by ``G`` (if `use_inherit`). Running
+  projection with the survived columns replaced by `inherited_block` (if `use_inherit`;
+  `_extend` redraws the new columns for ``inherit_basis="complement"``). Running
   statistics of survived features carry over; memory and reservoir restart.
 
   Args:
