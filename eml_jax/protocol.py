@@ -326,13 +326,8 @@ def eml_runs_pass(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, m
 def run_eml_runs(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, mesh: Mesh, k=5):
   """`run_eml` over ``R`` streams of equal shapes at once (one per seed; `eml_runs_pass`).
 
-  Args:
-    lrn: from `learner.make_learner`.
-    streams: ``R`` standardised `Stream` s with identical stage shapes.
-    hp: traced hyperparameters (replicated).
-    keys: ``R`` PRNG keys.
-    mesh: 1-D mesh from `parallel.make_mesh`.
-    k: neighbours for the test error (computed per run).
+  Args: as `eml_runs_pass`, plus ``k``, the neighbours of the test error (computed per
+  run).
 
   Returns:
     One dict per run, as `run_eml`; ``sec_per_update`` is the batched last stage's wall
@@ -393,14 +388,8 @@ def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *
 def run_baseline_runs(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh, k=5):
   """`run_baseline` over ``R`` scaled streams at once (one per seed; `baseline_runs_pass`).
 
-  Args:
-    method: the baseline.
-    runner: its cached `online.make_runner`.
-    streams: ``R`` scaled `Stream` s (see `scaled_stream`) with identical stage shapes.
-    hp: hyperparameters (merged over ``method.hparams``; replicated).
-    keys: ``R`` PRNG keys.
-    mesh: 1-D mesh from `parallel.make_mesh`.
-    k: neighbours for the test error (computed per run).
+  Args: as `baseline_runs_pass`, plus ``k``, the neighbours of the test error (computed
+  per run).
 
   Returns:
     One dict per run, as `run_baseline`; ``sec_per_update`` is the batched scans' wall
