@@ -1,6 +1,7 @@
 """`experiments.launch_tpu`: the gcloud commands it would run (``--dry_run``), and errors."""
 
 import pathlib
+import re
 import shlex
 import subprocess
 import sys
@@ -59,5 +60,5 @@ def test_launched_entry_points_accept_distributed(module):
   """`launch_tpu` passes `--distributed`: every entry point it launches must define it."""
   path = pathlib.Path(__file__).resolve().parents[1] / (module.replace(".", "/") + ".py")
   text = path.read_text()
-  assert "from experiments import common" in text
+  assert re.search(r"^from experiments import (.*, )?common\b", text, re.M), module
   assert "common.setup_runtime()" in text or "common.start(" in text  # start() calls it
