@@ -1,7 +1,9 @@
-"""The one boundary module: unpacks a `configs/eml.py` ConfigDict into typed kernel args.
+"""The one boundary module: unpacks EML ConfigDicts into typed kernel args.
 
 Nothing below this module sees a ConfigDict. `train_and_evaluate` runs one seed of the
-spec §3 protocol on the configured stream (synthetic data so far).
+spec §3 protocol on a `configs/eml.py` stream (synthetic or a committed real data set);
+`run_benchmark` / `run_validation` drive the real-data benchmark of
+`configs/eml_benchmark.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Synthetic labelled data for tests and benchmarks (real datasets: a later issue)."""
+"""Synthetic labelled data for tests and benchmarks (real data sets: `eml_jax.datasets`)."""
 
 from __future__ import annotations
 
