@@ -3,7 +3,9 @@
 `python -m experiments.search_schedule --config=configs/search_schedule.py:runlocal
 --workdir=/tmp/search` writes `<workdir>/search_table.csv` (one row per sample) and
 `<workdir>/best_schedule.json`, and prints the best schedule; the last line is
-`best_score=<x>`. See configs/search_schedule.py.
+`best_score=<x>`. The calibration images are the first `calib.num_images` examples of
+`calib.dataset` (preprocessed for the model, with labels for `score=accuracy`) or, without
+a dataset, seeded Gaussian noise. See configs/search_schedule.py.
 """
 
 import csv
@@ -11,13 +13,15 @@ import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import search
+from ztprune_jax import data as data_lib
+from ztprune_jax import eval_lib, search
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/search_schedule.py", "Schedule-search config."
@@ -25,17 +29,41 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the table and the best schedule go.")
 
 
+def _data_config(c):
+  """``c.calib`` as the eval configs' ``model_name``/``seed``/``data`` fields (`eval_lib`)."""
+  k = c.calib
+  data = dict(
+    name=k.dataset, split=k.split, data_dir=k.data_dir, manual_dir=k.manual_dir,
+    imagenet_builder=k.imagenet_builder, start=0, num_examples=k.num_images,
+    batch_size=k.batch_size, num_threads=k.num_threads, crop_pct=k.crop_pct, mean=k.mean,
+    std=k.std,
+  )  # fmt: skip
+  return ml_collections.ConfigDict(dict(model_name=c.model_name, seed=c.seed, data=data))
+
+
 def _calibration(c, model):
-  """Calibration images ``[N, H, W, 3]``, labels ``[N]`` or None, and where they came from."""
+  """Calibration images ``[N, H, W, C]``, labels ``[N]`` or None, and where they came from.
+
+  With ``c.calib.dataset``: its first ``c.calib.num_images`` examples, preprocessed for
+  the model by `eval_lib.build_loader` (as `experiments.evaluate` does). Without: seeded
+  Gaussian images and no labels.
+  """
   if c.calib.dataset:
-    raise ValueError(
-      f"calib.dataset={c.calib.dataset!r}: no data module yet (a later issue); leave it "
-      "unset to search on seeded Gaussian images"
-    )
+    loader, source = eval_lib.build_loader(_data_config(c), model)
+    images, labels = [], []
+    for x, y, mask in loader:  # the last batch is padded; `mask` marks the real examples
+      keep = np.asarray(mask)
+      images.append(np.asarray(x)[keep])
+      labels.append(np.asarray(y)[keep])
+    return np.concatenate(images), np.concatenate(labels), source
   if c.score == "accuracy":
-    raise ValueError("score='accuracy' needs a labelled calibration dataset; none is configured")
+    raise ValueError(
+      "score='accuracy' needs a labelled calibration dataset: set --config.calib.dataset "
+      f"(one of {list(data_lib.DATASETS)})"
+    )
   size = model.image_size
-  images = jax.random.normal(jax.random.key(c.seed), (c.calib.num_images, size, size, 3))
+  channels = getattr(model, "in_channels", 3)
+  images = jax.random.normal(jax.random.key(c.seed), (c.calib.num_images, size, size, channels))
   source = f"{c.calib.num_images} seeded Gaussian images (seed {c.seed}); no dataset configured"
   return np.asarray(images), None, source
 

@@ -1,4 +1,4 @@
-"""Smoke tests of `experiments.search_schedule` in its `runlocal` mode."""
+"""Smoke tests of `experiments.search_schedule`: `runlocal` and a tiny labelled search."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ import ztprune_jax as zt
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = "configs/search_schedule.py"
+FMNIST_CHECKPOINT = "models/vit_fmnist/vit_fmnist_patch4_28.safetensors"
 
 
 def _run(*flags, timeout=600):
@@ -49,3 +50,46 @@ def test_search_schedule_needs_workdir_and_labels(tmp_path):
   proc = _run(f"--config={CONFIG}:runlocal,score=accuracy", f"--workdir={tmp_path}", timeout=300)
   assert proc.returncode != 0 and "labelled calibration dataset" in proc.stderr
   assert not list(tmp_path.iterdir())  # failed before writing anything
+
+
+def test_search_schedule_fashion_mnist_accuracy(tmp_path):
+  """The shipped model searched on the first 6 Fashion-MNIST test images, scored by labels."""
+  num_images, budget = 6, 0.03  # the unpruned model costs 0.0432 GFLOPs (blocks only)
+  proc = _run(
+    f"--config={CONFIG}:model=vit_fmnist_patch4_28,budget={budget},score=accuracy,samples=2",
+    f"--config.checkpoint={FMNIST_CHECKPOINT}",
+    "--config.calib.dataset=fashion_mnist",
+    f"--config.calib.num_images={num_images}",
+    "--config.calib.batch_size=4",  # two batches, the last one padded
+    "--config.progress=False",
+    f"--workdir={tmp_path}",
+  )
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  lines = proc.stdout.strip().splitlines()
+  calib = [line for line in lines if line.startswith("calibration")]
+  assert len(calib) == 1 and "fashion_mnist" in calib[0] and "examples 0..5" in calib[0]
+  assert not any("Gaussian" in line for line in lines)
+  key, _, value = lines[-1].partition("=")
+  assert key == "best_score" and 0.0 <= float(value) <= 1.0
+  with open(tmp_path / "search_table.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2
+  for r in rows:
+    acc = float(r["accuracy"])
+    assert float(r["score"]) == acc and 0.0 <= acc <= 1.0
+    assert round(acc * num_images, 6) == round(acc * num_images)  # correct / 6, padding dropped
+    assert float(r["gflops"]) <= budget
+  best = json.loads((tmp_path / "best_schedule.json").read_text())
+  assert best["score"] == "accuracy" and best["weights"] == FMNIST_CHECKPOINT
+  assert best["best_score"] == float(value) == max(float(r["accuracy"]) for r in rows)
+
+
+def test_search_schedule_unknown_dataset(tmp_path):
+  proc = _run(
+    f"--config={CONFIG}:runlocal", "--config.calib.dataset=fashoin_mnist", f"--workdir={tmp_path}",
+    timeout=300,
+  )  # fmt: skip
+  assert proc.returncode != 0
+  assert "ValueError" in proc.stderr and "Unknown dataset 'fashoin_mnist'" in proc.stderr
+  assert "'fashion_mnist', 'imagenet2012', 'image_folder', 'synthetic'" in proc.stderr
+  assert not list(tmp_path.iterdir())
