@@ -12,7 +12,6 @@ import json
 import os
 import time
 
-import numpy as np
 import tqdm.auto as tqdm
 from absl import flags
 from ml_collections import config_flags
@@ -31,15 +30,6 @@ def _loader(c, model, start, num):
   c = c.copy_and_resolve_references()
   c.data.start, c.data.num_examples = start, num
   return eval_lib.build_loader(c, model)
-
-
-def _arrays(loader):
-  """All ``(images, labels)`` of a loader, padding dropped."""
-  xs, ys = [], []
-  for images, labels, mask in loader:
-    xs.append(np.asarray(images)[np.asarray(mask)])
-    ys.append(np.asarray(labels)[np.asarray(mask)])
-  return np.concatenate(xs), np.concatenate(ys)
 
 
 def _search(c, model, params, calib, budget, workdir):
@@ -94,7 +84,7 @@ def main(argv):
   params, weights = eval_lib.load_params(c, model)
   calib_loader, calib_desc = _loader(c, model, 0, c.calib_size)
   eval_loader, eval_desc = _loader(c, model, c.calib_size, c.eval_size)
-  calib = _arrays(calib_loader)
+  calib = eval_lib.loader_arrays(calib_loader)
   full = evaluation.method_gflops(model, "none", None)[0]
   budgets = [round(f * full, 6) for f in c.budget_fractions]
   print(f"model       {c.model_name}, weights {weights}")
@@ -134,7 +124,7 @@ def main(argv):
     rows, os.path.join(workdir, "accuracy_vs_gflops.png"),
     title=f"{c.model_name} on Fashion-MNIST test[{c.calib_size}:]",
   )  # fmt: skip
-  images = _arrays(_loader(c, model, c.calib_size, c.num_overlay_images)[0])[0]
+  images = eval_lib.loader_arrays(_loader(c, model, c.calib_size, c.num_overlay_images)[0])[0]
   _overlays(c, model, params, images, budgets[0], os.path.join(workdir, "kept_tokens.png"))
 
   # The paper's claims on this model, stated as measured (True/False), not asserted.

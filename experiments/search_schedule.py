@@ -50,12 +50,7 @@ def _calibration(c, model):
   """
   if c.calib.dataset:
     loader, source = eval_lib.build_loader(_data_config(c), model)
-    images, labels = [], []
-    for x, y, mask in loader:  # the last batch is padded; `mask` marks the real examples
-      keep = np.asarray(mask)
-      images.append(np.asarray(x)[keep])
-      labels.append(np.asarray(y)[keep])
-    return np.concatenate(images), np.concatenate(labels), source
+    return (*eval_lib.loader_arrays(loader), source)
   if c.score == "accuracy":
     raise ValueError(
       "score='accuracy' needs a labelled calibration dataset: set --config.calib.dataset "

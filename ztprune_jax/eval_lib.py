@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import logging
 
 from ztprune_jax import data as data_lib
@@ -117,6 +118,16 @@ def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader
   if d.name == "synthetic":
     desc += "; seeded Gaussian images with random labels: accuracy is chance level"
   return loader, desc
+
+
+def loader_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
+  """All ``(images [N, H, W, C], labels [N])`` of a `build_loader` loader, padding dropped."""
+  xs, ys = [], []
+  for images, labels, mask in loader:  # the last batch is padded; `mask` marks real rows
+    keep = np.asarray(mask)
+    xs.append(np.asarray(images)[keep])
+    ys.append(np.asarray(labels)[keep])
+  return np.concatenate(xs), np.concatenate(ys)
 
 
 def method_options(config, method: str) -> dict:
