@@ -15,6 +15,7 @@ runs each method on all seeds at once over every device (a 1-D ``"data"`` mesh).
 
 import csv
 import json
+import math
 import os
 import sys
 
@@ -38,22 +39,15 @@ _MERGE = flags.DEFINE_list(
 )
 
 
+def _grid_size(grid) -> int:
+  return math.prod(len(vals) for vals in dict(grid).values())
+
+
 def _n_runs(c):
   if c.task == "validate":
     v = c.validation
-    n_eml = 0
-    for g in v.eml_grids:
-      p = 1
-      for vals in dict(g).values():
-        p *= len(vals)
-      n_eml += p
-    n_b = 0
-    for g in v.baseline_grid.values():
-      p = 1
-      for vals in g.values():
-        p *= len(vals)
-      n_b += p
-    return len(c.datasets) * len(v.seeds) * (n_eml + n_b)
+    n_points = sum(map(_grid_size, v.eml_grids)) + sum(map(_grid_size, v.baseline_grid.values()))
+    return len(c.datasets) * len(v.seeds) * n_points
   per = 1 + len(c.ablations) + len(c.baselines)
   n_multi = len([d for d in c.datasets if d in c.multi.datasets])
   return len(c.seeds) * (len(c.datasets) * per + n_multi * len(c.multi.methods))
