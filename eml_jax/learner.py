@@ -343,7 +343,7 @@ def _extend(L0: jax.Array, W_s: jax.Array, sn, basis: str) -> jax.Array:
   new = np.setdiff1d(np.arange(d_next), sn)
   if new.size == 0:
     return L
-  U, sv, _ = jnp.linalg.svd(W_s, full_matrices=True)  # U [k, k]
+  U, _, _ = jnp.linalg.svd(W_s, full_matrices=True)  # U [k, k]
   r = min(W_s.shape)
   if k - r == 0:  # no room left in a rank-k factor: keep the initial projection
     return L
