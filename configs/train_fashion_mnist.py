@@ -46,6 +46,9 @@ def get_config(arg=None):
 
   c.data = ml_collections.ConfigDict()
   c.data.data_dir = placeholder(str)  # None: committed test split / Debian / ~/.cache
+  # False: accept IDX files that are not the original splits (subsets written by
+  # `ztprune_jax.data.fashion_mnist.write_split`, e.g. in tests); no SHA-256 / size check.
+  c.data.verify = True
   c.data.mean = FMNIST_MEAN
   c.data.std = FMNIST_STD
   c.data.num_train = placeholder(int)  # None: all 60000 (first n otherwise)

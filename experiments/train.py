@@ -68,8 +68,8 @@ def main(argv):
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
 
-  train_x, train_y = load_fashion_mnist("train", c.data.data_dir)
-  test_x, test_y = load_fashion_mnist("test", c.data.data_dir)
+  train_x, train_y = load_fashion_mnist("train", c.data.data_dir, verify=c.data.verify)
+  test_x, test_y = load_fashion_mnist("test", c.data.data_dir, verify=c.data.verify)
   if c.data.num_train:
     train_x, train_y = train_x[: c.data.num_train], train_y[: c.data.num_train]
   if c.data.num_test:

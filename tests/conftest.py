@@ -38,6 +38,21 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def fmnist_train_dir(tmp_path_factory):
+  """A folder with a small Fashion-MNIST *train* split written by the test itself.
+
+  512 images taken from the committed test split (images 5000..5511, disjoint from the
+  first 256 that `runlocal` trainers evaluate on), so training tests need neither Debian's
+  package nor a cache. Load with ``verify=False`` (``--config.data.verify=false``).
+  """
+  from ztprune_jax.data import fashion_mnist as fm
+
+  folder = tmp_path_factory.mktemp("fmnist_train")
+  images, labels = fm.load_fashion_mnist("test", fm.REPO_DIR)
+  return fm.write_split(folder, "train", images[5000:5512], labels[5000:5512])
+
+
+@pytest.fixture
 def rng():
   """A fresh PRNG key per test."""
   return jax.random.key(0)

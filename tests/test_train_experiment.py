@@ -19,8 +19,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = "--config=configs/train_fashion_mnist.py:runlocal"
 
 
-def _train(workdir, *flags):
-  cmd = [sys.executable, "-m", "experiments.train", CONFIG, f"--workdir={workdir}", *flags]
+def _train(workdir, train_dir, *flags):
+  # The train split is a subset the `fmnist_train_dir` fixture writes (no system data).
+  data = [f"--config.data.data_dir={train_dir}", "--config.data.verify=false"]
+  cmd = [sys.executable, "-m", "experiments.train", CONFIG, f"--workdir={workdir}", *data, *flags]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env={**os.environ})  # fmt: skip
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -32,8 +34,8 @@ def _params(workdir):
   return zt.load_checkpoint(pathlib.Path(workdir) / "final.safetensors", model)
 
 
-def test_train_runlocal_end_to_end(tmp_path):
-  out, log = _train(tmp_path)
+def test_train_runlocal_end_to_end(tmp_path, fmnist_train_dir):
+  out, log = _train(tmp_path, fmnist_train_dir)
   # Logged train metrics are window means (windows straddle epoch ends in runlocal).
   accs = [float(v) for v in re.findall(r"train_accuracy=([0-9.e+-]+)", log)]
   assert len(accs) == 7 and all(0 <= a <= 1 for a in accs), accs
@@ -49,12 +51,12 @@ def test_train_runlocal_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_resumes_to_the_uninterrupted_result(tmp_path):
+def test_train_resumes_to_the_uninterrupted_result(tmp_path, fmnist_train_dir):
   full, cut = tmp_path / "full", tmp_path / "cut"
-  _train(full)
-  out, _ = _train(cut, "--config.stop_after_epochs=1")
+  _train(full, fmnist_train_dir)
+  out, _ = _train(cut, fmnist_train_dir, "--config.stop_after_epochs=1")
   assert "stopped after epoch 1" in out and not (cut / "final.safetensors").exists()
-  out, _ = _train(cut)
+  out, _ = _train(cut, fmnist_train_dir)
   assert "resumed      from epoch 1" in out
   a, b = _params(full), _params(cut)
   flat_a = flax.traverse_util.flatten_dict(a)
@@ -74,7 +76,7 @@ def test_train_rejects_unknown_override(tmp_path):
 
 
 @pytest.mark.slow
-def test_finetune_path_resizes_greys_to_rgb_and_reinitialises_the_head(tmp_path):
+def test_finetune_path_resizes_greys_to_rgb_and_reinitialises_the_head(tmp_path, fmnist_train_dir):
   """`--config.model_name=<DeiT> --config.init=<ckpt>` with a tiny DeiT on 32-px RGB input."""
   sizes = dict(depth=1, width=32, num_heads=2, mlp_dim=64, image_size=32, patch_size=8)
   donor = zt.create_model("deit_tiny_patch16_224", num_classes=7, **sizes)
@@ -83,9 +85,10 @@ def test_finetune_path_resizes_greys_to_rgb_and_reinitialises_the_head(tmp_path)
   zt.save_checkpoint(params, ckpt)
   work = tmp_path / "ft"
   overrides = [f"--config.model.{k}={v}" for k, v in sizes.items()]
-  out, _ = _train(work, "--config.model_name=deit_tiny_patch16_224", f"--config.init={ckpt}",
-               "--config.data.mean=(0.5,0.5,0.5)", "--config.data.std=(0.5,0.5,0.5)",
-               "--config.stop_after_epochs=1", *overrides)  # fmt: skip
+  out, _ = _train(work, fmnist_train_dir, "--config.model_name=deit_tiny_patch16_224",
+               f"--config.init={ckpt}", "--config.data.mean=(0.5,0.5,0.5)",
+               "--config.data.std=(0.5,0.5,0.5)", "--config.stop_after_epochs=1",
+               *overrides)  # fmt: skip
   assert "head re-initialised" in out
   # After one epoch's orbax checkpoint the body moved away from the donor but kept its shapes.
   model = zt.create_model("deit_tiny_patch16_224", num_classes=10, **sizes)

@@ -86,6 +86,7 @@ def test_checksum_mismatch_raises(tmp_path):
 
 
 def test_missing_split_lists_places_and_command(tmp_path, monkeypatch):
+  monkeypatch.delenv(fm.NO_SYSTEM_DATA_ENV, raising=False)
   for attr in ("REPO_DIR", "DEBIAN_DIR", "CACHE_DIR"):
     monkeypatch.setattr(fm, attr, tmp_path / attr.lower())
   with pytest.raises(FileNotFoundError) as err:
@@ -94,6 +95,64 @@ def test_missing_split_lists_places_and_command(tmp_path, monkeypatch):
   for place in ("mine", "debian_dir", "cache_dir"):
     assert place in msg
   assert "make fashion-mnist" in msg
+
+
+def _copy_test_split(folder):
+  folder.mkdir(parents=True)
+  for name in fm.file_names("test"):
+    shutil.copy(fm.REPO_DIR / name, folder / name)
+
+
+def test_system_data_switch_hides_debian_and_cache(tmp_path, monkeypatch):
+  """With $ZTPRUNE_NO_SYSTEM_DATA set, a split present only in the cache is not found."""
+  _copy_test_split(tmp_path / "cache")
+  monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
+  monkeypatch.setattr(fm, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(fm, "REPO_DIR", tmp_path / "repo")  # test split only in the cache
+  monkeypatch.setenv(fm.NO_SYSTEM_DATA_ENV, "0")
+  assert fm.load_fashion_mnist("test")[0].shape == (10000, 28, 28)
+  monkeypatch.setenv(fm.NO_SYSTEM_DATA_ENV, "1")
+  assert fm.search_dirs("test") == [tmp_path / "repo"]
+  with pytest.raises(FileNotFoundError, match=fm.NO_SYSTEM_DATA_ENV):
+    fm.load_fashion_mnist("test")
+  monkeypatch.setenv(fm.NO_SYSTEM_DATA_ENV, "maybe")
+  with pytest.raises(ValueError, match=fm.NO_SYSTEM_DATA_ENV):
+    fm.load_fashion_mnist("test")
+
+
+def test_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert fm.default_cache_dir().is_relative_to(tmp_path / "xdg" / "ztprune_jax")
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  assert fm.default_cache_dir().is_relative_to(tmp_path / "home" / ".cache" / "ztprune_jax")
+
+
+def test_write_idx_matches_an_independent_encoder(tmp_path):
+  arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  idx.write_idx(tmp_path / "a", arr)
+  assert (tmp_path / "a").read_bytes() == _idx_bytes(arr, 0x08)
+  idx.write_idx(tmp_path / "b.gz", arr)
+  assert gzip.decompress((tmp_path / "b.gz").read_bytes()) == _idx_bytes(arr, 0x08)
+  with pytest.raises(ValueError, match="dtype"):
+    idx.write_idx(tmp_path / "c", arr.astype(np.uint16))
+
+
+def test_written_subset_loads_only_unverified(tmp_path):
+  images, labels = fm.load_fashion_mnist("test", fm.REPO_DIR)
+  fm.write_split(tmp_path, "train", images[:7], labels[:7])
+  x, y = fm.load_fashion_mnist("train", tmp_path, verify=False)
+  np.testing.assert_array_equal(x, images[:7])
+  np.testing.assert_array_equal(y, labels[:7])
+  with pytest.raises(ValueError, match="SHA-256"):  # not the original file
+    fm.load_fashion_mnist("train", tmp_path)
+  with pytest.raises(ValueError, match="uint8"):
+    fm.write_split(tmp_path, "train", images[:3].astype(np.float32), labels[:3])
+  bad = labels[:7].copy()
+  bad[0] = 12
+  fm.write_split(tmp_path / "bad", "train", images[:7], bad)
+  with pytest.raises(ValueError, match=r"\[0, 10\)"):
+    fm.load_fashion_mnist("train", tmp_path / "bad", verify=False)
 
 
 def test_bad_split():

@@ -116,14 +116,15 @@ def test_single_device_mesh_and_bad_input():
     parallel.pad_batch(np.zeros(3), 0)
 
 
-def test_train_runs_data_parallel_on_eight_devices(tmp_path):
+def test_train_runs_data_parallel_on_eight_devices(tmp_path, fmnist_train_dir):
   """The trainer shards its batches over 8 fake devices and still trains and evaluates."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")  # fmt: skip
   root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
   res = subprocess.run(
     [sys.executable, "-m", "experiments.train", "--config=configs/train_fashion_mnist.py:runlocal",
-     f"--workdir={tmp_path}", "--config.progress=false"],
+     f"--workdir={tmp_path}", "--config.progress=false",
+     f"--config.data.data_dir={fmnist_train_dir}", "--config.data.verify=false"],
     env=env, capture_output=True, text=True, timeout=600, cwd=root,
   )  # fmt: skip
   assert res.returncode == 0, res.stderr[-3000:]

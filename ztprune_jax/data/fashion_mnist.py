@@ -4,7 +4,12 @@
 searched, in order: ``data_dir``; the repository's committed ``data/fashion_mnist/``
 (test split only); Debian's package ``dataset-fashion-mnist``
 (``/usr/share/datasets/fashion-mnist``); and the rootless copy that ``make fashion-mnist``
-unpacks under ``~/.cache/ztprune_jax/fashion-mnist``. Nothing is downloaded.
+unpacks under ``$XDG_CACHE_HOME/ztprune_jax/fashion-mnist`` (``~/.cache`` when the variable
+is unset). Nothing is downloaded.
+
+Setting the environment variable ``ZTPRUNE_NO_SYSTEM_DATA=1`` turns the last two places off,
+so only ``data_dir`` and what the repository ships are read: `.ci/run` sets it, so that no
+copy installed or cached on the machine can make a test pass.
 """
 
 from __future__ import annotations
@@ -51,21 +56,38 @@ _RAW_SHA256 = {
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[2] / "data" / "fashion_mnist"
 DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
-CACHE_DIR = (
-  pathlib.Path.home()
-  / ".cache"
-  / "ztprune_jax"
-  / "fashion-mnist"
-  / "usr"
-  / "share"
-  / "datasets"
-  / "fashion-mnist"
-)
+
+
+def default_cache_dir() -> pathlib.Path:
+  """Where `make fashion-mnist` unpacks Debian's package (dpkg-deb -x keeps its /usr tree).
+
+  ``$XDG_CACHE_HOME/ztprune_jax/fashion-mnist/usr/share/datasets/fashion-mnist``, with
+  ``~/.cache`` for an unset ``XDG_CACHE_HOME``.
+  """
+  root = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+  return pathlib.Path(root) / "ztprune_jax" / "fashion-mnist" / "usr/share/datasets/fashion-mnist"
+
+
+CACHE_DIR = default_cache_dir()
 GET_COMMAND = (
   "`make fashion-mnist` (apt-get download dataset-fashion-mnist + dpkg-deb -x into "
   "~/.cache/ztprune_jax/fashion-mnist, no root), `sudo apt-get install dataset-fashion-mnist`, "
   "or pass data_dir=<folder with the IDX files>"
 )
+# Environment variable: when set to a true value, only `data_dir` and the repository's own
+# files are searched (no Debian package, no cache). `.ci/run` sets it.
+NO_SYSTEM_DATA_ENV = "ZTPRUNE_NO_SYSTEM_DATA"
+
+
+def system_data_enabled() -> bool:
+  """False when ``$ZTPRUNE_NO_SYSTEM_DATA`` is set to 1/true/yes (case-insensitive)."""
+  value = os.environ.get(NO_SYSTEM_DATA_ENV, "").strip().lower()
+  if value in ("", "0", "false", "no"):
+    return True
+  if value in ("1", "true", "yes"):
+    return False
+  raise ValueError(f"${NO_SYSTEM_DATA_ENV}={value!r}: use 1/true/yes to turn system data off, "
+                   "or 0/false/no/unset")  # fmt: skip
 
 
 def file_names(split: str) -> tuple[str, str]:
@@ -77,11 +99,16 @@ def file_names(split: str) -> tuple[str, str]:
 
 
 def search_dirs(split: str, data_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-  """The folders `load_fashion_mnist` looks in for ``split``, in order."""
+  """The folders `load_fashion_mnist` looks in for ``split``, in order.
+
+  Debian's folder and the cache are left out when `system_data_enabled` is False.
+  """
   dirs = [pathlib.Path(data_dir)] if data_dir is not None else []
   if split == "test":
     dirs.append(REPO_DIR)
-  return [*dirs, DEBIAN_DIR, CACHE_DIR]
+  if system_data_enabled():
+    dirs += [DEBIAN_DIR, CACHE_DIR]
+  return dirs
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -119,7 +146,7 @@ def _verified(path: pathlib.Path, gz_name: str) -> None:
 
 
 def load_fashion_mnist(
-  split: str, data_dir: str | os.PathLike | None = None
+  split: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
   """Loads a Fashion-MNIST split from local IDX files, checksum-verified.
 
@@ -127,7 +154,11 @@ def load_fashion_mnist(
     split: ``"train"`` (60000 images) or ``"test"`` (10000 images).
     data_dir: a folder holding the split's IDX files (``.gz`` or uncompressed); searched
       first. Then the committed ``data/fashion_mnist/`` (test only), Debian's
-      ``/usr/share/datasets/fashion-mnist`` and ``~/.cache/ztprune_jax/fashion-mnist/...``.
+      ``/usr/share/datasets/fashion-mnist`` and ``~/.cache/ztprune_jax/fashion-mnist/...``
+      (those two unless ``$ZTPRUNE_NO_SYSTEM_DATA`` is set).
+    verify: check the SHA-256 of the original files and the split's size. False accepts
+      any IDX pair of 28x28 uint8 images with as many labels in ``[0, 10)`` (a subset
+      written by a test, or a relabelled copy); the arrays are still validated.
 
   Returns:
     ``images`` uint8 ``[N, 28, 28]`` (0 = background) and ``labels`` int32 ``[N]`` in
@@ -144,18 +175,58 @@ def load_fashion_mnist(
     if images_path is None or labels_path is None:
       tried.append(str(folder))
       continue
-    _verified(images_path, image_name)
-    _verified(labels_path, label_name)
+    if verify:
+      _verified(images_path, image_name)
+      _verified(labels_path, label_name)
     images = idx.read_idx(images_path)
     labels = idx.read_idx(labels_path)
-    n = SPLIT_SIZES[split]
+    n = SPLIT_SIZES[split] if verify else len(images)
     if images.shape != (n, 28, 28) or images.dtype != np.uint8 or labels.shape != (n,):
       raise ValueError(
         f"{folder}: unexpected Fashion-MNIST {split} arrays {images.shape} {images.dtype}, "
-        f"{labels.shape}"
+        f"{labels.shape} (want [{n}, 28, 28] uint8 images and [{n}] labels)"
       )
+    if n == 0 or labels.min() < 0 or labels.max() >= len(FASHION_MNIST_CLASSES):
+      raise ValueError(f"{folder}: {split} labels must be in [0, 10) and non-empty")
     return images, labels.astype(np.int32)
+  off = (
+    ""
+    if system_data_enabled()
+    else (f" (Debian's folder and the cache were skipped: ${NO_SYSTEM_DATA_ENV} is set)")
+  )
   raise FileNotFoundError(
     f"Fashion-MNIST {split} split ({image_name}, {label_name}) not found; looked in "
-    f"{tried}. Get it with {GET_COMMAND}."
+    f"{tried}{off}. Get it with {GET_COMMAND}."
   )
+
+
+def write_split(
+  folder: str | os.PathLike, split: str, images: np.ndarray, labels: np.ndarray
+) -> pathlib.Path:
+  """Writes ``images``/``labels`` as ``split``'s IDX files in ``folder`` (created).
+
+  Read them back with ``load_fashion_mnist(split, folder, verify=False)``: e.g. a small
+  train split that a test builds from the committed test images.
+
+  Args:
+    folder: where to write.
+    split: ``"train"`` or ``"test"`` (picks the file names).
+    images: uint8 ``[N, 28, 28]``.
+    labels: integer ``[N]`` in ``[0, 10)``.
+
+  Returns:
+    ``folder`` as a path.
+  """
+  images, labels = np.asarray(images), np.asarray(labels)
+  n = len(images)
+  if images.shape != (n, 28, 28) or images.dtype != np.uint8 or labels.shape != (n,) or n == 0:
+    raise ValueError(
+      f"write_split wants uint8 images [N, 28, 28] and labels [N] with N > 0, got "
+      f"{images.shape} {images.dtype} and {labels.shape}"
+    )
+  folder = pathlib.Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  image_name, label_name = file_names(split)
+  idx.write_idx(folder / image_name, images)
+  idx.write_idx(folder / label_name, labels.astype(np.uint8))
+  return folder
