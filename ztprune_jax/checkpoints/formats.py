@@ -7,6 +7,7 @@ models are parsed as protobuf and only their initializers are read.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -27,12 +28,53 @@ def _is_safetensors(head: bytes, size: int) -> bool:
   return 0 < n <= size - 8 and head[8:9] == b"{"
 
 
+def _truncated(path: str, kind: str, detail: str) -> ValueError:
+  return ValueError(f"Checkpoint {path} starts like {kind} but is corrupt or truncated: {detail}")
+
+
+def _check_safetensors(path: str, head: bytes, size: int) -> None:
+  """Raises when a file that starts like safetensors is shorter than its header says."""
+  (n,) = struct.unpack("<Q", head[:8])
+  if n > size - 8:
+    raise _truncated(
+      path, "safetensors", f"its header is {n} bytes but the file has only {size} bytes"
+    )
+  with open(path, "rb") as f:
+    f.seek(8)
+    raw = f.read(n)
+  try:
+    header = json.loads(raw)
+    end = max(
+      (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0
+    )
+  except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+    raise _truncated(path, "safetensors", f"its {n}-byte header is not valid JSON ({e})") from e
+  expected = 8 + n + end
+  if size < expected:
+    raise _truncated(
+      path, "safetensors", f"its header describes {expected} bytes but the file has {size} bytes"
+    )
+
+
+def _zip_problem(path: str, size: int) -> str | None:
+  """Why a file starting with a zip signature cannot be opened (None when it can)."""
+  try:
+    with zipfile.ZipFile(path):
+      return None
+  except zipfile.BadZipFile as e:
+    return f"{e} ({size} bytes on disk; the end-of-archive record is missing or damaged)"
+  except (OSError, EOFError, zipfile.LargeZipFile, ValueError) as e:
+    return f"{e} ({size} bytes on disk)"
+
+
 def detect_format(path: str | os.PathLike) -> str:
   """Returns one of `FORMATS` for ``path``, judged from its content, not its name.
 
   Raises:
     FileNotFoundError: ``path`` does not exist.
-    ValueError: the content matches no supported format.
+    ValueError: the content matches no supported format, or starts like safetensors or a
+      zip archive (PyTorch, npz) but is cut short or damaged ("corrupt or truncated", with
+      the byte counts).
   """
   path = os.fspath(path)
   if not os.path.exists(path):
@@ -45,11 +87,11 @@ def detect_format(path: str | os.PathLike) -> str:
   with open(path, "rb") as f:
     head = f.read(16)
   if head.startswith(b"PK\x03\x04"):
-    try:
-      with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    except zipfile.BadZipFile as e:
-      raise ValueError(f"Checkpoint {path} looks like a zip archive but is corrupt: {e}") from e
+    problem = _zip_problem(path, size)
+    if problem:
+      raise _truncated(path, "a zip archive (PyTorch .pth or .npz)", problem)
+    with zipfile.ZipFile(path) as z:
+      names = z.namelist()
     if any(n.endswith("data.pkl") for n in names):
       return "torch"
     if names and all(n.endswith(".npy") for n in names):
@@ -57,6 +99,8 @@ def detect_format(path: str | os.PathLike) -> str:
     raise ValueError(f"Zip checkpoint {path} is neither a PyTorch file nor an .npz archive")
   if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
     return "torch"  # legacy (pre-zip) torch.save pickle; still read with weights_only
+  if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 0:
+    _check_safetensors(path, head, size)  # cut short: say so, not "unknown format"
   if _is_safetensors(head, size):
     return "safetensors"
   if head[:1] and (0x81 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
