@@ -57,6 +57,7 @@ def split_scale(X, y, *, seed: int, test_frac: float, max_train=None, max_test=N
     training statistics.
   """
   X, y = np.asarray(X), np.asarray(y)
+  stream_lib.check_finite(X, name="split_scale")  # positions in the caller's X, before scaling
   if not 0 < test_frac < 1:
     raise ValueError(f"test_frac must lie in (0, 1), got {test_frac}")
   rows = np.random.default_rng([seed, 7]).permutation(len(X))

@@ -131,13 +131,35 @@ def validate_xy(X, y, n_classes: int, d: int | None = None, name="inputs"):
     raise ValueError(f"{name}: X has {X.shape[1]} features but the current stage has {d}")
   if y.shape != (X.shape[0],):
     raise ValueError(f"{name}: y must be [{X.shape[0]}], got shape {y.shape}")
-  if not np.all(np.isfinite(X)):
-    raise ValueError(f"{name}: X contains NaN or inf ({int(np.sum(~np.isfinite(X)))} entries)")
+  check_finite(X, name=name)
   if y.size and not np.issubdtype(y.dtype, np.integer):
     raise ValueError(f"{name}: labels must be integers, got dtype {y.dtype}")
   if y.size and (y.min() < 0 or y.max() >= n_classes):
     raise ValueError(
       f"{name}: labels outside the class range [0, {n_classes}): min {y.min()}, max {y.max()}"
+    )
+
+
+def check_finite(X, name="X"):
+  """Raises `ValueError` naming the (row, column) of NaN/inf entries of ``X``.
+
+  Call it on the user's own ``X`` before any row shuffle, column permutation or scaling,
+  so the positions are those of the user's data.
+
+  Args:
+    X: ``[n, d]`` numbers.
+    name: how ``X`` is called in the message.
+  """
+  X = np.asarray(X)
+  if X.dtype != bool and not np.issubdtype(X.dtype, np.number):
+    raise ValueError(f"{name}: X must hold numbers, got dtype {X.dtype}")
+  bad = ~np.isfinite(X)
+  if bad.any():
+    rows, cols = np.nonzero(bad)
+    first = ", ".join(f"X[{r}, {c}]={X[r, c]}" for r, c in zip(rows[:5], cols[:5], strict=True))
+    raise ValueError(
+      f"{name}: X has {rows.size} NaN/inf value(s) in rows {np.unique(rows)[:10].tolist()}; "
+      f"first (row, column): {first}"
     )
 
 
