@@ -35,14 +35,19 @@ from configs.common import parse_arg
 PRESETS = ("fmnist_default", "imagenet_deit_s")
 
 
-def data_config(name="fashion_mnist", split="test", batch_size=256):
+def data_config(name="fashion_mnist", batch_size=256):
   """The `data` block shared by the eval, sweep and visualize configs."""
   d = ml_collections.ConfigDict()
   d.name = name  # fashion_mnist | imagenet2012 | image_folder | synthetic
+  # None: the dataset's default (fashion_mnist test, imagenet2012 validation; image_folder:
+  # data_dir itself holds the class folders, else data_dir/<split>).
   d.split = placeholder(str)
-  d.split = split
   d.data_dir = placeholder(str)  # image_folder root; tfds data dir for imagenet2012
   d.manual_dir = placeholder(str)  # imagenet2012: folder with ILSVRC2012_img_val.tar
+  # image_folder: JSON file {"<class folder name>": <model output index>, ...}. Without it,
+  # folders named 0..K-1, folders named after the model's classes, or a 1000-class folder
+  # for a 1000-way (ImageNet) head; anything else is an error that asks for this file.
+  d.class_map = placeholder(str)
   d.imagenet_builder = "jpeg"  # jpeg (no TensorFlow) | stock (tfds imagenet2012, needs TF)
   d.start = 0  # first example (a calibration split can be carved from the start)
   d.num_examples = placeholder(int)  # None: the whole split from `start`
@@ -51,6 +56,9 @@ def data_config(name="fashion_mnist", split="test", batch_size=256):
   d.crop_pct = placeholder(float)  # None: the model's timm crop_pct (DeiT 0.9 -> resize 248)
   d.mean = placeholder(tuple)  # None: the model's (Fashion-MNIST: its own pixel stats)
   d.std = placeholder(tuple)
+  # Images with NaN/inf pixels: "raise" (the error lists them) or "skip" (left out of the
+  # accuracies, counted in the record's num_nonfinite and listed in `nonfinite`).
+  d.nonfinite = "raise"
   return d
 
 
@@ -92,7 +100,7 @@ def base_config(preset, runlocal):
   c.tensorboard = True  # clu summaries (when TensorFlow + tensorboard are installed)
   if preset == "imagenet_deit_s":
     c.model_name = "deit_small_patch16_224"
-    c.data = data_config("imagenet2012", "validation", batch_size=128)
+    c.data = data_config("imagenet2012", batch_size=128)
     c.data.num_threads = 8
   if runlocal:
     c.model_name = "deit_tiny_patch16_224"
@@ -100,7 +108,7 @@ def base_config(preset, runlocal):
       dict(depth=2, image_size=28, patch_size=7, width=64, num_heads=2, mlp_dim=128, num_classes=10)
     )
     c.checkpoint = None
-    c.data = data_config("fashion_mnist", "test", batch_size=32)
+    c.data = data_config("fashion_mnist", batch_size=32)
     c.data.num_examples = 64
     c.throughput = ml_collections.ConfigDict(dict(enabled=True, batch_size=8, warmup=1, iters=2))
     c.progress = False

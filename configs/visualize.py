@@ -11,6 +11,8 @@ token alike; a method whose state exposes neither gets a note. The last line is
 methods (random weights: the kept patches show the plumbing, not a trained model).
 """
 
+from ml_collections.config_dict import placeholder
+
 from configs import eval as eval_config
 from configs.common import parse_arg
 
@@ -19,6 +21,7 @@ def get_config(arg=None):
   arg = parse_arg(arg, positional="preset", preset="fmnist_default", runlocal=False)
   c = eval_config.base_config(arg.preset, arg.runlocal)
   c.methods = ("topk_cls_attn", "ats_like", "tome", "zero_tprune")
+  c.budget_gflops = placeholder(float)  # None: `r` sets the schedule
   c.budget_gflops = {"fmnist_default": 0.03, "imagenet_deit_s": 2.95}[arg.preset]
   c.num_images = 4
   c.plot_file = "kept_patches.png"

@@ -49,6 +49,11 @@ def main(argv):
     print(
       f"img/s     {record['img_per_s']:.1f} (batch {c.throughput.batch_size}, warm-up excluded)"
     )
+  if record["note"]:
+    print(f"note      {record['note']}")
+  if record["num_nonfinite"]:
+    print(f"skipped   {record['num_nonfinite']} images with NaN/inf (data.nonfinite=skip), "
+          f"dataset indices {record['nonfinite'][:10]}")  # fmt: skip
   print(f"top5      {record['top5']:.4f} on {record['num_examples']} images")
   print(f"wrote     {workdir}/{name}, {workdir}/{c.results_file}"
         f"{', TensorBoard summaries' if tensorboard else ''}")  # fmt: skip

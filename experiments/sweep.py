@@ -51,15 +51,18 @@ def main(argv):
   del argv
   c, workdir = common.start(_CONFIG, _WORKDIR)
   model = eval_lib.build_model(c)
-  for b in (*c.budgets_gflops, c.ladder_budget_gflops):  # fail on a bad budget before any run
-    eval_lib.schedule_for(c, model, "random", b)
+  methods = _registered(c.methods, "sweep")
+  ladder = _registered(c.ladder_methods, "ladder")
+  for b in c.budgets_gflops:  # an unreachable budget fails before any run
+    for m in methods:
+      eval_lib.schedule_for(c, model, m, b)
+  for m in ladder:
+    eval_lib.schedule_for(c, model, m, c.ladder_budget_gflops)
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
   print(f"model     {c.model_name} {c.model.to_dict()}")
   print(f"weights   {weights}")
   print(f"data      {data_desc}")
-  methods = _registered(c.methods, "sweep")
-  ladder = _registered(c.ladder_methods, "ladder")
   writer, _ = eval_lib.metric_writer(workdir, c.tensorboard)
 
   cache = {}
@@ -71,7 +74,9 @@ def main(argv):
       rec = eval_lib.run_point(c, model, params, loader, method, budget)
       cache[key] = rec
       print(f"point     {method:<14} budget {budget if budget is not None else '-'}: "
-            f"{rec['gflops']:.4g} G (r={rec['r']}), top1 {rec['top1']:.4f}")  # fmt: skip
+            f"{rec['gflops']:.4g} G (r={rec['r']}), top1 {rec['top1']:.4f}"
+            f"{'; ' + rec['note'] if rec['note'] else ''}"
+            f"{f'; skipped {n} non-finite' if (n := rec['num_nonfinite']) else ''}")  # fmt: skip
       writer.write_scalars(int(round(rec["gflops"] * 1e3)), {f"sweep/{method}/top1": rec["top1"]})
     return {**cache[key], "budget_gflops": budget}
 

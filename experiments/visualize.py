@@ -24,6 +24,9 @@ def main(argv):
   if c.num_images < 1:
     raise ValueError(f"num_images={c.num_images} must be >= 1")
   model = eval_lib.build_model(c)
+  methods = [m for m in c.methods if m in zt.PRUNERS]
+  for m in methods:  # a bad budget or r fails before any work
+    eval_lib.schedule_for(c, model, m, c.budget_gflops)
   c.unlock()
   c.data.num_examples = c.num_images
   c.data.batch_size = c.num_images
@@ -36,11 +39,12 @@ def main(argv):
   print(f"data      {data_desc}")
   panels = {}
   for method in c.methods:
-    if method not in zt.PRUNERS:
+    if method not in methods:
       print(f"skip      {method}: not registered in ztprune_jax.PRUNERS")
       continue
     panels[method], bs = eval_lib.method_panel(c, model, params, images, method, c.budget_gflops)
     note = panels[method] if isinstance(panels[method], str) else ""
+    note = " ".join(filter(None, (note, eval_lib.tome_caps(c, model, method, bs))))
     print(f"method    {method}: {bs.gflops:.4g} GFLOPs (r={bs.r}) {note}")
   transform = eval_lib.build_transform(c, model)
   path = os.path.join(workdir, c.plot_file)

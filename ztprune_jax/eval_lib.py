@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import os
 from typing import Any
 
@@ -19,8 +20,9 @@ import numpy as np
 from absl import logging
 
 from ztprune_jax import data as data_lib
-from ztprune_jax import evaluation, pruners
+from ztprune_jax import evaluation, pruners, tome
 from ztprune_jax.checkpoints import load_checkpoint
+from ztprune_jax.data.registry import model_label_names
 from ztprune_jax.layer import ZeroTPruneHParams
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
@@ -37,6 +39,7 @@ __all__ = [
   "metric_writer",
   "run_point",
   "schedule_for",
+  "tome_caps",
   "write_json",
 ]
 
@@ -85,35 +88,55 @@ def build_transform(config, model: VisionTransformer) -> data_lib.EvalTransform:
   )
 
 
+def _with_field(err: Exception, field: str) -> Exception:
+  """``err`` with its message prefixed by the config field it is about (same type)."""
+  if type(err) not in (ValueError, FileNotFoundError):
+    return err
+  return type(err)(f"{field}: {err}")
+
+
 def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader, str]:
-  """``(loader, description)`` of ``config.data`` for this host."""
+  """``(loader, description)`` of ``config.data`` for this host.
+
+  Image folders are labelled with the model's output indices (``data.class_map`` or the
+  rules of `data.folder.class_labels`); a dataset that cannot be matched to the model's
+  head is an error.
+  """
   d = config.data
   transform = build_transform(config, model)
-  source = data_lib.make_source(
-    d.name,
-    transform,
-    split=d.split,
-    data_dir=d.data_dir,
-    manual_dir=d.manual_dir,
-    num_classes=model.num_classes,
-    num_examples=d.num_examples or 64,
-    seed=config.seed,
-    imagenet_builder=d.imagenet_builder,
-  )
-  loader = data_lib.BatchLoader(
-    source,
-    d.batch_size,
-    start=d.start,
-    num_examples=d.num_examples,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-    num_threads=d.num_threads,
-  )
+  try:
+    source = data_lib.make_source(
+      d.name,
+      transform,
+      split=d.split,
+      data_dir=d.data_dir,
+      manual_dir=d.manual_dir,
+      num_classes=model.num_classes,
+      num_examples=d.num_examples or 64,
+      seed=config.seed,
+      imagenet_builder=d.imagenet_builder,
+      class_map=d.get("class_map"),
+      label_names=model_label_names(config.model_name),
+    )
+    loader = data_lib.BatchLoader(
+      source,
+      d.batch_size,
+      start=d.start,
+      num_examples=d.num_examples,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      num_threads=d.num_threads,
+    )
+  except (ValueError, FileNotFoundError) as e:
+    raise _with_field(e, f"config.data (name={d.name!r})") from e
   where = d.data_dir or d.manual_dir or "default location"
+  if isinstance(source, data_lib.ImageFolder):
+    where = f"{source.root}, {len(source.class_names)} classes -> outputs by {source.mapping}"
   desc = (
-    f"{d.name} split={d.split} ({where}), examples {d.start}..{d.start + loader.num_examples - 1}"
-    f" on this host, batch {d.batch_size}, crop_pct {transform.crop_pct} "
-    f"(resize {transform.resize} -> crop {transform.image_size}), mean {transform.mean}"
+    f"{d.name} split={d.split or 'default'} ({where}), examples {d.start}.."
+    f"{d.start + loader.num_examples - 1} on this host, batch {d.batch_size}, crop_pct "
+    f"{transform.crop_pct} (resize {transform.resize} -> crop {transform.image_size}), "
+    f"mean {transform.mean}"
   )
   if d.name == "synthetic":
     desc += "; seeded Gaussian images with random labels: accuracy is chance level"
@@ -148,25 +171,135 @@ def hparams_for(config, pruned: VisionTransformer):
   )
 
 
+def _check_method(method: str) -> None:
+  if method == UNPRUNED:
+    return
+  try:
+    pruners.get_pruner(method)
+  except ValueError as e:
+    raise ValueError(f"config.method: {e} (or {UNPRUNED!r}: the unpruned model)") from e
+
+
+def _check_budget(budget, field: str) -> float:
+  if isinstance(budget, bool) or not isinstance(budget, int | float):
+    raise ValueError(f"{field}={budget!r} must be a number of GFLOPs")
+  if not math.isfinite(budget) or budget <= 0:
+    raise ValueError(f"{field}={budget!r} must be a positive finite number of GFLOPs")
+  return float(budget)
+
+
 def schedule_for(config, model, method: str, budget_gflops=None) -> evaluation.BudgetSchedule:
-  """The schedule of ``method``: ``config.r`` if set, else the budget's constant-r schedule."""
+  """The schedule of ``method``: ``config.r`` if set, else the budget's constant-r schedule.
+
+  Never silently unpruned: ``r < 1``, a budget at or above the unpruned model's GFLOPs,
+  or a budget whose nearest schedule removes nothing, is an error (``method="none"`` is
+  the unpruned model); so is a budget below what ``method`` reaches, and an ``r`` that
+  ToMe would cap in its first merging block (`tome_caps` reports later caps).
+
+  Raises:
+    ValueError: as above; the message names the config field and what is valid.
+  """
+  _check_method(method)
+  field = "config.budget_gflops" if budget_gflops is None else "budget"
+  budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
+  if budget is not None:
+    budget = _check_budget(budget, field)
   if method == UNPRUNED:
     return evaluation.schedule_for_budget(model, UNPRUNED, 1.0)
   options = method_options(config, method)
   layers = tuple(config.layers) if config.layers is not None else None
+  unpruned = evaluation.method_gflops(model, UNPRUNED, None)[0]
   if config.r is not None:
-    sched = {"r": int(config.r), "decreasing": bool(config.decreasing)}
+    r = int(config.r)
+    if r < 1:
+      raise ValueError(
+        f"config.r={r} removes no token, so {method!r} would run the unpruned model: pass "
+        f"--config.r=<int >= 1>, --config.r=None to use the budget, or --config.method="
+        f"{UNPRUNED} for the unpruned model"
+      )
+    sched = {"r": r, "decreasing": bool(config.decreasing)}
     if layers is not None:
       sched["layers"] = list(layers)
-    g, o = evaluation.method_gflops(model, method, sched, **options)
-    return evaluation.BudgetSchedule(sched, int(config.r), g, o)
-  budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
+    try:
+      g, o = evaluation.method_gflops(model, method, sched, **options)
+    except ValueError as e:
+      raise ValueError(f"config.r={r}: {e}") from e
+    bs = evaluation.BudgetSchedule(sched, r, g, o)
+    caps = _tome_capped(model, method, bs, options)
+    if caps and caps[0][0] == _first_merge(model, method, bs, options):
+      block, want, got = caps[0]
+      raise ValueError(
+        f"config.r={r} is out of range for ToMe on {model.num_patches} patch tokens: block "
+        f"{block} can merge at most {got} (half the mergeable tokens); pass --config.r <= {got}"
+      )
+    return bs
   if budget is None:
     raise ValueError(
       f"method {method!r} needs a budget: set --config.budget_gflops=<GFLOPs> or --config.r=<int>"
     )
-  return evaluation.schedule_for_budget(
-    model, method, float(budget), decreasing=bool(config.decreasing), layers=layers, **options
+  if budget >= unpruned:
+    raise ValueError(
+      f"{field}={budget:.4g} is at or above the unpruned model's {unpruned:.4g} GFLOPs "
+      f"(blocks-only), so {method!r} would prune nothing: pass a budget below {unpruned:.4g}, "
+      f"or --config.method={UNPRUNED} for the unpruned model"
+    )
+  try:
+    bs = evaluation.schedule_for_budget(
+      model, method, budget, decreasing=bool(config.decreasing), layers=layers, **options
+    )
+  except ValueError as e:
+    raise ValueError(f"{field}: {e}") from e
+  if bs.r == 0:
+    step = evaluation.method_gflops(model, method, {**_r_schedule(config, layers), "r": 1},
+                                    **options)[0]  # fmt: skip
+    raise ValueError(
+      f"{field}={budget:.4g} is nearer the unpruned model's {unpruned:.4g} GFLOPs than "
+      f"{method!r}'s cheapest step (r=1: {step:.4g} GFLOPs): pass a budget <= {step:.4g}, or "
+      f"--config.method={UNPRUNED} for the unpruned model"
+    )
+  return bs
+
+
+def _r_schedule(config, layers) -> dict:
+  out = {"decreasing": bool(config.decreasing)}
+  if layers is not None:
+    out["layers"] = list(layers)
+  return out
+
+
+def _tome_r(model, method, bs, options) -> tuple[int, ...] | None:
+  if method != "tome":
+    return None
+  return tuple(pruners.prune(model, method, bs.schedule, **options).token_transform.r)
+
+
+def _first_merge(model, method, bs, options) -> int | None:
+  r = _tome_r(model, method, bs, options) or ()
+  return next((i for i, v in enumerate(r) if v > 0), None)
+
+
+def _tome_capped(model, method, bs, options) -> tuple[tuple[int, int, int], ...]:
+  r = _tome_r(model, method, bs, options)
+  if r is None:
+    return ()
+  n = model.num_patches + model.num_prefix_tokens
+  return tome.capped_blocks(r, num_tokens=n, num_prefix=model.num_prefix_tokens)
+
+
+def tome_caps(config, model, method: str, bs: evaluation.BudgetSchedule) -> str:
+  """A note naming the blocks where ToMe merges fewer tokens than ``r`` ("" if none).
+
+  ToMe merges at most half the mergeable tokens of a block (`tome.merge_counts`), so a
+  constant ``r`` can be cut short in late blocks; the record's ``r`` is the requested one.
+  """
+  caps = _tome_capped(model, method, bs, method_options(config, method))
+  if not caps:
+    return ""
+  blocks = [c[0] for c in caps]
+  merged = [c[2] for c in caps]
+  return (
+    f"ToMe caps r in blocks {blocks}: merges {merged} there instead of "
+    f"{[c[1] for c in caps]} (at most half the mergeable tokens per block)"
   )
 
 
@@ -186,8 +319,14 @@ def run_point(
   The record holds ``method``, ``budget_gflops``, ``r``, ``schedule``, ``gflops``
   (blocks-only, the paper's), ``overhead_gflops``, ``total_gflops`` (with patch embedding
   and head), ``top1``, ``top5``, ``num_examples``, ``eval_seconds`` and, when measured,
-  ``img_per_s``. ``schedule`` (e.g. a searched one) replaces the budget's constant-r
-  schedule.
+  ``img_per_s``; ``num_nonfinite`` and ``nonfinite`` (dataset indices of the examples
+  left out for NaN/inf, ``config.data.nonfinite="skip"``); ``note`` (e.g. where ToMe caps
+  ``r``, `tome_caps`). ``schedule`` (e.g. a searched one) replaces the budget's constant-r
+  schedule. ``budget_gflops`` is None when ``config.r`` set the schedule.
+
+  Raises:
+    evaluation.NonFiniteError: an image (or its logits) holds NaN/inf and
+      ``config.data.nonfinite`` is ``"raise"``; image folders name the files.
   """
   bs = schedule if schedule is not None else schedule_for(config, model, method, budget_gflops)
   if method == UNPRUNED:
@@ -195,7 +334,7 @@ def run_point(
   else:
     pruned = pruners.prune(model, method, bs.schedule, **method_options(config, method))
   counts = pruners.count_flops(pruned)
-  res = evaluation.evaluate(
+  res = _evaluate(
     pruned,
     params,
     loader,
@@ -203,8 +342,13 @@ def run_point(
     hparams=hparams_for(config, pruned),
     progress=config.progress,
     desc=f"{method} @ {bs.gflops:.3g} GFLOPs",
+    nonfinite=_nonfinite_mode(config),
   )
-  budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
+  if budget_gflops is None:
+    budget = None if config.get("r") is not None else config.get("budget_gflops")
+  else:
+    budget = budget_gflops
+  note = "" if method == UNPRUNED or schedule is not None else tome_caps(config, model, method, bs)
   record = {
     "method": method,
     "budget_gflops": None if method == UNPRUNED or budget is None else float(budget),
@@ -218,6 +362,9 @@ def run_point(
     "num_examples": res.num_examples,
     "eval_seconds": res.seconds,
     "img_per_s": None,
+    "num_nonfinite": len(res.nonfinite),
+    "nonfinite": list(res.nonfinite),
+    "note": note,
   }
   t = config.throughput
   if t.enabled if throughput is None else throughput:
@@ -235,6 +382,25 @@ def run_point(
   if isinstance(pruned.token_transform, ZeroTPrune):
     record["num_pruning_layers"] = len(pruned.token_transform.plans)
   return record
+
+
+def _nonfinite_mode(config) -> str:
+  mode = config.data.get("nonfinite", "raise")
+  if mode not in evaluation.NONFINITE:
+    raise ValueError(f"config.data.nonfinite={mode!r}; valid: {list(evaluation.NONFINITE)}")
+  return mode
+
+
+def _evaluate(pruned, params, loader, **kwargs) -> evaluation.EvalResult:
+  """`evaluation.evaluate`; a `NonFiniteError` on an image folder names the files."""
+  try:
+    return evaluation.evaluate(pruned, params, loader, **kwargs)
+  except evaluation.NonFiniteError as e:
+    files = getattr(getattr(loader, "source", None), "files", None)
+    if files is None:
+      raise
+    names = [str(files[i]) for i in e.indices[:10]]
+    raise evaluation.NonFiniteError(f"{e}; files: {names}", e.indices) from e
 
 
 def method_panel(config, model: VisionTransformer, params, images, method: str, budget_gflops=None):

@@ -27,8 +27,10 @@ from ztprune_jax.models.vit import VisionTransformer
 from ztprune_jax.transforms import PruneArgs
 
 __all__ = [
+  "NONFINITE",
   "BudgetSchedule",
   "EvalResult",
+  "NonFiniteError",
   "eval_step",
   "evaluate",
   "kept_masks",
@@ -39,6 +41,15 @@ __all__ = [
 ]
 
 UNPRUNED = "none"  # the method name the harness uses for the unpruned model
+NONFINITE = ("raise", "skip")  # what `evaluate` does with NaN/inf images or logits
+
+
+class NonFiniteError(ValueError):
+  """Examples whose images (or logits) hold NaN/inf; ``indices`` are their dataset indices."""
+
+  def __init__(self, msg: str, indices: tuple[int, ...]):
+    super().__init__(msg)
+    self.indices = indices
 
 
 class BudgetSchedule(NamedTuple):
@@ -64,12 +75,15 @@ class EvalResult(NamedTuple):
     top1, top5: accuracies in ``[0, 1]`` (top-5 is top-``min(5, K)``).
     num_examples: examples counted.
     seconds: wall time of the loop (compilation included).
+    nonfinite: dataset indices of the examples left out because their image or logits
+      held NaN/inf (``nonfinite="skip"``); empty otherwise.
   """
 
   top1: float
   top5: float
   num_examples: int
   seconds: float
+  nonfinite: tuple[int, ...] = ()
 
 
 def method_gflops(
@@ -147,8 +161,14 @@ def schedule_for_budget(
   return BudgetSchedule(sched(r), r, g, o)
 
 
-def eval_step(params, images, labels, mask, args, *, model: VisionTransformer, k: int = 5):
+def eval_step(
+  params, images, labels, mask, args, *, model: VisionTransformer, k: int = 5, skip=False
+):
   """Counts correct predictions in one batch (pure; jit or shard it).
+
+  An example whose image or logits hold NaN/inf is flagged in ``bad_input`` /
+  ``bad_logits``; with ``skip`` it is also left out of the counts (else it is counted,
+  and `evaluate` raises before reporting anything).
 
   Args:
     params: model params.
@@ -158,22 +178,29 @@ def eval_step(params, images, labels, mask, args, *, model: VisionTransformer, k
     args: `PruneArgs` for a pruned model (ignored for the unpruned one).
     model: the (pruned) model, static.
     k: top-k of the second accuracy (clipped to the number of classes).
+    skip: static; leave non-finite examples out of the counts.
 
   Returns:
-    ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples).
+    ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples) and
+    ``{"bad_input", "bad_logits"}`` ``[B]`` bool (real examples only).
   """
   if model.token_transform is None:
     logits = model.apply({"params": params}, images)  # [B, K]
   else:
     logits = model.apply({"params": params}, images, transform_args=args)
+  finite_in = jnp.all(jnp.isfinite(images.reshape(images.shape[0], -1)), axis=-1)  # [B]
+  finite_out = jnp.all(jnp.isfinite(logits), axis=-1)  # [B]
   k = min(k, logits.shape[-1])
   _, top = jax.lax.top_k(logits, k)  # [B, k]
   hit = top == labels[:, None]  # [B, k]
-  m = mask.astype(jnp.float32)
+  keep = mask & finite_in & finite_out if skip else mask
+  m = keep.astype(jnp.float32)
   return {
     "correct1": jnp.sum(hit[:, 0] * m),
     "correct5": jnp.sum(jnp.any(hit, axis=-1) * m),
     "count": jnp.sum(m),
+    "bad_input": mask & ~finite_in,
+    "bad_logits": mask & finite_in & ~finite_out,
   }
 
 
@@ -187,6 +214,7 @@ def evaluate(
   progress: bool = True,
   desc: str = "eval",
   mesh: jax.sharding.Mesh | None = None,
+  nonfinite: str = "raise",
 ) -> EvalResult:
   """Top-1/top-5 accuracy of ``model`` over ``batches`` (one compile per batch shape).
 
@@ -205,42 +233,83 @@ def evaluate(
     progress: show a tqdm bar.
     desc: the bar's label.
     mesh: a 1-D ``"data"`` mesh, or None for all devices.
+    nonfinite: examples whose image (or logits) hold NaN/inf: ``"raise"`` a
+      `NonFiniteError` listing them, or ``"skip"`` them (left out of the accuracies,
+      listed in ``EvalResult.nonfinite``). Without this check a NaN image scores as a
+      prediction of class 0.
 
   Returns:
     An `EvalResult`.
 
   Raises:
-    ValueError: no examples (every mask False or no batches).
+    ValueError: no examples (every mask False or no batches), or a bad ``nonfinite``.
+    NonFiniteError: with ``nonfinite="raise"``, the dataset indices of the examples with
+      NaN/inf images (positions in ``batches``, or the loader's source indices when it
+      has ``indices`` like `data.BatchLoader`).
   """
+  if nonfinite not in NONFINITE:
+    raise ValueError(f"nonfinite={nonfinite!r} must be one of {NONFINITE}")
   rng = jax.random.key(0) if rng is None else rng
   mesh = parallel.make_mesh() if mesh is None else mesh
-  step = parallel.data_parallel(mesh, functools.partial(eval_step, model=model), (1, 2, 3))
+  fn = functools.partial(eval_step, model=model, skip=nonfinite == "skip")
+  step = parallel.data_parallel(mesh, fn, (1, 2, 3))
   params = parallel.replicate(mesh, params)
   multiple = parallel.local_multiple(mesh)
   total = len(batches) if hasattr(batches, "__len__") else None
-  sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0}
+  sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0, "bad_input": [], "bad_logits": []}
   t0 = time.perf_counter()
   pending = []
+  offset = 0  # position of the batch's first row in `batches`
   for i, (images, labels, mask) in enumerate(
     tqdm.tqdm(batches, total=total, desc=desc, disable=not progress, leave=False)
   ):
     args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(rng, i))
+    rows = np.shape(mask)[0]
     (images, labels, mask), _ = parallel.pad_batch((images, labels, mask), multiple)
     images, labels, mask = parallel.shard_batch(mesh, (images, labels, mask))
-    pending.append(step(params, images, labels, mask, args))
+    pending.append((offset, rows, step(params, images, labels, mask, args)))
+    offset += rows
     if len(pending) > 2:  # keep the device busy, bound the queue
-      _accumulate(sums, pending.pop(0))
+      _accumulate(sums, *pending.pop(0))
   for out in pending:
-    _accumulate(sums, out)
+    _accumulate(sums, *out)
+  source_index = getattr(batches, "indices", None)
+  bad = {}
+  for key in ("bad_input", "bad_logits"):
+    pos = np.asarray(sums[key], np.int64)
+    bad[key] = tuple(int(j) for j in (pos if source_index is None else source_index[pos]))
+  if nonfinite == "raise" and (bad["bad_input"] or bad["bad_logits"]):
+    raise NonFiniteError(_nonfinite_message(bad), bad["bad_input"] + bad["bad_logits"])
   n = int(round(sums["count"]))
   if n == 0:
-    raise ValueError("evaluate saw no examples (no batches, or every mask False)")
-  return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, time.perf_counter() - t0)
+    raise ValueError("evaluate saw no examples (no batches, every mask False, or all non-finite)")
+  dt = time.perf_counter() - t0
+  skipped = tuple(sorted(bad["bad_input"] + bad["bad_logits"]))
+  return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, dt, skipped)
 
 
-def _accumulate(sums: dict, out: dict) -> None:
+def _nonfinite_message(bad: dict) -> str:
+  def listed(ix):
+    return f"{list(ix[:10])}{f' and {len(ix) - 10} more' if len(ix) > 10 else ''}"
+
+  parts = []
+  ins, outs = bad["bad_input"], bad["bad_logits"]
+  if ins:
+    parts.append(f"{len(ins)} image(s) contain NaN or inf, at dataset indices {listed(ins)}")
+  if outs:
+    parts.append(
+      f"the model gives NaN/inf logits on {len(outs)} finite image(s), at dataset indices "
+      f"{listed(outs)} (check the checkpoint)"
+    )
+  return "; ".join(parts) + ' (nonfinite="skip" leaves them out of the accuracies and counts them)'
+
+
+def _accumulate(sums: dict, offset: int, rows: int, out: dict) -> None:
   for key, value in jax.device_get(out).items():
-    sums[key] += float(value)
+    if key in ("bad_input", "bad_logits"):
+      sums[key].extend(offset + np.flatnonzero(np.asarray(value)[:rows]))
+    else:
+      sums[key] += float(value)
 
 
 def measure_throughput(

@@ -33,6 +33,7 @@ __all__ = [
   "ToMe",
   "ToMeState",
   "bipartite_soft_matching",
+  "capped_blocks",
   "destinations",
   "matching_macs",
   "merge",
@@ -108,6 +109,27 @@ def merge_counts(
     n -= min(r_l, (n - num_prefix) // 2)
     mlp.append(n)
   return tuple(attn), tuple(mlp)
+
+
+def capped_blocks(
+  r: Sequence[int], *, num_tokens: int, num_prefix: int = 1
+) -> tuple[tuple[int, int, int], ...]:
+  """The blocks where `merge_counts` merges fewer tokens than ``r`` asks for.
+
+  Args:
+    r: per-block merge counts (`parse_r`).
+    num_tokens: tokens entering block 0, prefix included.
+    num_prefix: CLS/distillation tokens (never merged).
+
+  Returns:
+    ``(block, requested, merged)`` for every capped block (empty when none is).
+  """
+  attn, mlp = merge_counts(r, num_tokens=num_tokens, num_prefix=num_prefix)
+  return tuple(
+    (i, int(r_l), a - m)
+    for i, (r_l, a, m) in enumerate(zip(r, attn, mlp, strict=True))
+    if a - m < r_l
+  )
 
 
 def matching_macs(num_tokens: int, width: int, num_heads: int) -> int:

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ztprune_jax.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
-from ztprune_jax.data.folder import ImageFolder
+from ztprune_jax.data.folder import ImageFolder, find_root, read_class_map
 from ztprune_jax.data.pipeline import InMemorySource, Source
 from ztprune_jax.data.preprocess import EvalTransform
 
-__all__ = ["DATASETS", "fashion_mnist_source", "make_source", "synthetic_source"]
+__all__ = [
+  "DATASETS",
+  "MODEL_LABELS",
+  "fashion_mnist_source",
+  "make_source",
+  "model_label_names",
+  "synthetic_source",
+]
 
 # The embedded default first.
 DATASETS = ("fashion_mnist", "imagenet2012", "image_folder", "synthetic")
+# Class names of models whose head we know, in output order (image folders named after
+# them map without a class_map file).
+MODEL_LABELS = {"vit_fmnist_patch4_28": FASHION_MNIST_CLASSES}
+
+
+def model_label_names(model_name: str) -> tuple[str, ...] | None:
+  """The class names of ``model_name``'s outputs, when known (else None)."""
+  return MODEL_LABELS.get(model_name)
 
 
 def fashion_mnist_source(
@@ -57,10 +73,12 @@ def make_source(
   split: str | None = None,
   data_dir: str | os.PathLike | None = None,
   manual_dir: str | os.PathLike | None = None,
-  num_classes: int = 1000,
+  num_classes: int | None = None,
   num_examples: int = 64,
   seed: int = 0,
   imagenet_builder: str = "jpeg",
+  class_map: str | os.PathLike | Mapping[str, int] | None = None,
+  label_names: Sequence[str] | None = None,
 ) -> Source:
   """A random-access source of normalised float32 ``[H, W, C]`` images and int labels.
 
@@ -68,18 +86,29 @@ def make_source(
     name: one of `DATASETS`: ``fashion_mnist`` (the embedded default; ``split`` train or
       test, default test), ``imagenet2012`` (validation from ``manual_dir``, prepared under
       ``data_dir``), ``image_folder`` (``data_dir/<class>/<image>``; ``split`` names a
-      sub-folder of ``data_dir`` when given), ``synthetic`` (``num_examples`` seeded
-      Gaussian images, ``num_classes`` labels).
+      sub-folder of ``data_dir`` when given; labels are the model's output indices,
+      see `folder.class_labels`), ``synthetic`` (``num_examples`` seeded Gaussian
+      images, ``num_classes`` labels).
     transform: preprocessing (`EvalTransform`).
     split, data_dir, manual_dir: where the data is, as above.
-    num_classes, num_examples, seed: for ``synthetic``.
+    num_classes: the model's outputs, or None (unknown head): ``synthetic`` labels
+      (default 1000); with it, ``image_folder`` classes map to output indices and a
+      dataset with more classes than outputs is refused.
+    num_examples, seed: for ``synthetic``.
     imagenet_builder: ``"jpeg"`` (no TensorFlow) or ``"stock"`` (needs TensorFlow).
+    class_map: ``image_folder``: a JSON file or dict ``{folder name: output index}``.
+    label_names: ``image_folder``: the model's class names in output order, if known.
 
   Raises:
     ValueError: an unknown name (the message lists the valid ones) or missing arguments.
     FileNotFoundError: the data is not where it is said to be.
   """
   if name == "fashion_mnist":
+    if num_classes is not None and num_classes < len(FASHION_MNIST_CLASSES):
+      raise ValueError(
+        f"fashion_mnist has {len(FASHION_MNIST_CLASSES)} classes but the model has only "
+        f"{num_classes} outputs"
+      )
     return fashion_mnist_source(split or "test", transform, data_dir)
   if name == "imagenet2012":
     if not manual_dir:
@@ -96,10 +125,18 @@ def make_source(
   if name == "image_folder":
     if not data_dir:
       raise ValueError("image_folder needs data_dir (root/<class>/<image>)")
-    root = os.path.join(data_dir, split) if split else data_dir
-    return ImageFolder(root, transform)
+    if isinstance(class_map, str | os.PathLike):
+      class_map = read_class_map(class_map)
+    return ImageFolder(
+      find_root(data_dir, split),
+      transform,
+      num_outputs=num_classes,
+      class_map=class_map,
+      label_names=label_names,
+    )
   if name == "synthetic":
-    return synthetic_source(num_examples, transform, num_classes=num_classes, seed=seed)
+    k = 1000 if num_classes is None else num_classes
+    return synthetic_source(num_examples, transform, num_classes=k, seed=seed)
   close = difflib.get_close_matches(name, DATASETS, n=2)
   hint = f" Did you mean {close}?" if close else ""
   raise ValueError(f"Unknown dataset {name!r}.{hint} Valid: {list(DATASETS)}")
