@@ -168,12 +168,16 @@ def test_make_source_unknown_name():
     data.make_source("imagenet2012", data.EvalTransform())
 
 
-def test_fashion_mnist_source():
+def test_fashion_mnist_source(monkeypatch):
+  # The test split is committed (data/fashion_mnist/): a missing file fails this test, and
+  # only the repository's copy is read (no Debian package, no ~/.cache).
+  from ztprune_jax.data import fashion_mnist
+
+  for name in fashion_mnist.file_names("test"):
+    assert (fashion_mnist.REPO_DIR / name).is_file(), f"committed {name} is missing"
+  monkeypatch.setenv(fashion_mnist.NO_SYSTEM_DATA_ENV, "1")
   t = data.EvalTransform(image_size=28, crop_pct=1.0, mean=(0.2860,), std=(0.3530,), channels=1)
-  try:
-    src = data.make_source("fashion_mnist", t, split="test")
-  except FileNotFoundError as e:
-    pytest.skip(f"Fashion-MNIST test split not available: {e}")
+  src = data.make_source("fashion_mnist", t, split="test")
   raw, labels = data.load_fashion_mnist("test")
   assert len(src) == 10000 and src.class_names == data.FASHION_MNIST_CLASSES
   x, y = src.get_batch([0, 9999])

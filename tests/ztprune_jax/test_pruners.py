@@ -153,3 +153,53 @@ def test_schedule_for_another_image_size_raises(setup):
   pruned = pruners.prune(model, "zero_tprune", [(0, 0.5)])
   with pytest.raises(ValueError, match="patch tokens"):
     _apply(pruned, params, jnp.ones((1, 96, 96, 3)))
+
+
+# Every registry entry pinned: the ablation ladder's head reduction and VHF, the full
+# method's defaults, the baselines' classes. Behaviour behind these options is checked
+# against hand-made attention in tests/ztprune_jax/test_layer_oracle.py.
+_LADDER = {
+  "wpr": dict(head_reduce="mean", vhf=False),
+  "wpr_eir": dict(head_reduce="rms", vhf=False),
+  "wpr_eir_vhf": dict(head_reduce="rms", vhf=True),
+  "zero_tprune": dict(
+    head_reduce="rms",
+    vhf=True,
+    partition="seq_u",
+    feature="key",
+    similarity="cosine",
+    rerun_wpr=True,
+    cls_init="uniform",
+    variance_scale="mean_one",
+    include_cls=False,
+  ),
+}
+_BASELINES = {
+  "topk_cls_attn": "TopKClsAttn",
+  "ats_like": "AtsLike",
+  "random": "RandomDrop",
+  "tome": "ToMe",
+}
+
+
+def test_every_registry_entry_is_pinned():
+  assert set(pruners.PRUNERS) == set(_LADDER) | set(_BASELINES)
+  assert pruners.I_STAGE_ONLY == set(pruners.PRUNERS) - {"zero_tprune"}
+
+
+@pytest.mark.parametrize("method", sorted(_LADDER))
+def test_ladder_rungs_have_their_options(setup, method):
+  model = setup[0]
+  pruner = pruners.prune(model, method, [(0, 0.5), (2, 0.5)]).token_transform
+  assert type(pruner).__name__ == "ZeroTPrune" and pruner.num_prefix == 1
+  for name, value in _LADDER[method].items():
+    assert getattr(pruner.options, name) == value, (method, name)
+  # The rungs below the full method have no S-stage: every removal is the I-stage's.
+  s_removals = [p.num_patches_in - p.num_keep_s for p in pruner.plans]
+  assert (sum(s_removals) == 0) == (method != "zero_tprune")
+
+
+@pytest.mark.parametrize("method", sorted(_BASELINES))
+def test_baseline_entries_build_their_classes(setup, method):
+  pruner = pruners.prune(setup[0], method, [(0, 0.5)]).token_transform
+  assert type(pruner).__name__ == _BASELINES[method]
