@@ -153,3 +153,32 @@ def test_pos_embed_is_resampled_on_load(tmp_path, model_and_params):
   loaded = zt.load_checkpoint(tmp_path / "w.msgpack", bigger)
   assert loaded["embed"]["pos_embed"].shape == (1, 1 + 36, 192)
   assert expected_shapes(bigger)["embed/pos_embed"] == (1, 37, 192)
+
+
+@pytest.mark.parametrize("keep", [100, 1000, "half"])
+def test_cut_short_safetensors_is_corrupt_or_truncated_with_byte_counts(
+  tmp_path, model_and_params, keep
+):
+  path = tmp_path / "w.safetensors"
+  zt.save_checkpoint(model_and_params[1], path)
+  data = path.read_bytes()
+  n = len(data) // 2 if keep == "half" else keep
+  path.write_bytes(data[:n])
+  # 100 bytes: inside the JSON header; 1000 and half: inside the tensor data.
+  with pytest.raises(
+    ValueError, match=rf"starts like safetensors but is corrupt or truncated.* {n} bytes"
+  ):
+    detect_format(path)
+  with pytest.raises(ValueError, match="corrupt or truncated"):
+    zt.load_checkpoint(path, model_and_params[0])
+
+
+def test_cut_short_zip_checkpoint_is_corrupt_or_truncated(tmp_path):
+  path = tmp_path / "w.npz"
+  np.savez(path, **{"embedding/kernel": np.zeros((64, 64), np.float32)})
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2])
+  with pytest.raises(
+    ValueError, match=rf"zip archive .*corrupt or truncated.*{len(data) // 2} bytes"
+  ):
+    detect_format(path)
