@@ -36,7 +36,7 @@ _HINT = " (--verbose: full traceback)"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OWN = tuple(os.path.join(_ROOT, p) + os.sep for p in ("ztprune_jax", "eml_jax", "experiments",
                                                        "configs"))  # fmt: skip
-_CLEAR = re.compile(r"--([A-Za-z_][\w]*)\.([\w.]+)=(?:None|none)")
+_CLEAR = re.compile(r"--([A-Za-z_]\w*)\.([\w.]+)=None")  # exactly None: "none" is a method name
 
 
 def _verbose(argv) -> bool:

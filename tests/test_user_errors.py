@@ -93,13 +93,14 @@ def test_config_errors_name_only_the_bad_override(tmp_path):
 
 def test_placeholders_clear_from_the_command_line(tmp_path):
   # runlocal sets num_examples=64; None means the whole split from `start` (10000 images).
+  # `none` (lower case) stays the unpruned method's name.
   proc = _evaluate(
     tmp_path, "--config.data.num_examples=None", "--config.data.split=None",
-    "--config.data.start=9990",
+    "--config.data.start=9990", "--config.method=none",
   )  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-3000:]
   (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-  assert record["num_examples"] == 10
+  assert record["num_examples"] == 10 and record["method"] == "none"
   assert record["config"]["data"]["split"] is None
 
 
