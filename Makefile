@@ -11,7 +11,7 @@ PARITY := 1
 endif
 PARITY ?= 0
 
-.PHONY: demo test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
+.PHONY: demo demo-full test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
   fashion-mnist train-default
 
 $(PY):
@@ -41,7 +41,11 @@ TEST_DEPS := $(VENV)/.installed
 endif
 
 demo: $(VENV)/.installed
-	$(PY) -m experiments.demo --config=configs/demo.py
+	$(PY) -m experiments.demo --config=configs/demo.py --workdir=results/demo
+
+# The larger run: 5000 evaluation images and a schedule search at all three budgets.
+demo-full: $(VENV)/.installed
+	$(PY) -m experiments.demo --config=configs/demo.py:full --workdir=results/demo_full
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

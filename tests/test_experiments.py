@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from configs import zero_tprune
+from ztprune_jax import intervals
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -31,6 +34,12 @@ def test_demo_runlocal(tmp_path):
     for p in points:
       assert 0.0 <= p["top1"] <= 1.0 and p["img_per_s"] > 0
       assert p["gflops"] < summary["model"]["gflops"]  # every method prunes something
+      lo, hi = p["top1_ci95"]  # the Wilson interval around the measured top-1
+      assert lo <= p["top1"] <= hi and p["num_examples"] == 64
+  # The claims are recomputed from the summary's own intervals.
+  at_b0 = {m: pts[0]["top1_ci95"] for m, pts in methods.items()}
+  at_b0["random"] = methods["random"][0]["top1_ci95"]
+  assert summary["claims"] == intervals.paper_claims(at_b0, list(zero_tprune.LADDER))
   for png in ("accuracy_vs_gflops.png", "kept_tokens.png"):
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

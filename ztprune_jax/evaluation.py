@@ -35,6 +35,7 @@ __all__ = [
   "evaluate",
   "kept_masks",
   "token_panel",
+  "measure_eval_throughput",
   "measure_throughput",
   "method_gflops",
   "schedule_for_budget",
@@ -251,8 +252,7 @@ def evaluate(
     raise ValueError(f"nonfinite={nonfinite!r} must be one of {NONFINITE}")
   rng = jax.random.key(0) if rng is None else rng
   mesh = parallel.make_mesh() if mesh is None else mesh
-  fn = functools.partial(eval_step, model=model, skip=nonfinite == "skip")
-  step = parallel.data_parallel(mesh, fn, (1, 2, 3))
+  step = _jitted_eval_step(model, mesh, nonfinite == "skip")
   params = parallel.replicate(mesh, params)
   multiple = parallel.local_multiple(mesh)
   total = len(batches) if hasattr(batches, "__len__") else None
@@ -286,6 +286,78 @@ def evaluate(
   dt = time.perf_counter() - t0
   skipped = tuple(sorted(bad["bad_input"] + bad["bad_logits"]))
   return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, dt, skipped)
+
+
+@functools.lru_cache(maxsize=32)  # recent models' compiled programs, bounded memory
+def _jitted_eval_step(model: VisionTransformer, mesh: jax.sharding.Mesh, skip: bool):
+  """The data-parallel jitted `eval_step` of ``model``, one object per (model, mesh, skip).
+
+  `evaluate` and `measure_eval_throughput` share it, so timing a model right after its
+  evaluation reuses the compiled program instead of compiling a second one.
+  """
+  return parallel.data_parallel(
+    mesh, functools.partial(eval_step, model=model, skip=skip), (1, 2, 3)
+  )
+
+
+def measure_eval_throughput(
+  model: VisionTransformer,
+  params,
+  *,
+  batch_size: int,
+  image_shape: Sequence[int],
+  hparams: Any = None,
+  iters: int = 10,
+  seed: int = 0,
+  mesh: jax.sharding.Mesh | None = None,
+  nonfinite: str = "raise",
+) -> dict[str, float]:
+  """Images per second of `evaluate`'s own jitted step on one fixed batch.
+
+  Called after ``evaluate(model, ...)`` with the same batch size, ``hparams``, ``mesh`` and
+  ``nonfinite``, it runs the program that evaluation compiled (no second compilation) and
+  times ``iters`` calls; the forward pass dominates (the step adds a top-k over logits).
+
+  Args:
+    model: a `VisionTransformer`, pruned or not.
+    params: its params.
+    batch_size: ``B``, the evaluation's batch size (a multiple of the local devices).
+    image_shape: ``(H, W, C)``.
+    hparams: the traced hyperparameters evaluation used (same pytree structure).
+    iters: timed calls (after one untimed call).
+    seed: seeds the input images and the method's PRNG key.
+    mesh: the evaluation's mesh (None: every device, as `evaluate`).
+    nonfinite: the evaluation's setting (``"raise"`` or ``"skip"``).
+
+  Returns:
+    ``{"img_per_s", "ms_per_batch", "batch_size", "iters"}``.
+  """
+  if iters < 1:
+    raise ValueError(f"iters={iters} must be >= 1")
+  if nonfinite not in NONFINITE:
+    raise ValueError(f"nonfinite={nonfinite!r} must be one of {NONFINITE}")
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  if batch_size % parallel.local_multiple(mesh):
+    raise ValueError(f"batch_size={batch_size} must be a multiple of the local devices")
+  step = _jitted_eval_step(model, mesh, nonfinite == "skip")
+  key = jax.random.key(seed)
+  images = np.asarray(jax.random.normal(key, (batch_size, *image_shape), jnp.float32))
+  labels, mask = np.zeros(batch_size, np.int32), np.ones(batch_size, bool)
+  batch = parallel.shard_batch(mesh, (images, labels, mask))
+  params = parallel.replicate(mesh, params)
+  args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(key, 0))
+  jax.block_until_ready(step(params, *batch, args))  # warm (compiled by `evaluate`)
+  t0 = time.perf_counter()
+  for _ in range(iters):
+    out = step(params, *batch, args)
+  jax.block_until_ready(out)
+  dt = time.perf_counter() - t0
+  return {
+    "img_per_s": batch_size * iters / dt,
+    "ms_per_batch": 1e3 * dt / iters,
+    "batch_size": float(batch_size),
+    "iters": float(iters),
+  }
 
 
 def _nonfinite_message(bad: dict) -> str:

@@ -16,7 +16,12 @@ __all__ = ["plot_accuracy_vs_gflops", "plot_kept_patches"]
 
 
 def plot_accuracy_vs_gflops(
-  rows: Sequence[Mapping[str, Any]], path: str, *, metric: str = "top1", title: str = ""
+  rows: Sequence[Mapping[str, Any]],
+  path: str,
+  *,
+  metric: str = "top1",
+  title: str = "",
+  interval_key: str | None = None,
 ) -> None:
   """One line per method of ``metric`` (%) against blocks-only GFLOPs (Zero-TPrune Fig. 7).
 
@@ -26,16 +31,25 @@ def plot_accuracy_vs_gflops(
     path: the PNG to write.
     metric: ``"top1"`` or ``"top5"``.
     title: figure title.
+    interval_key: a record field holding ``(low, high)`` of ``metric`` (fractions), drawn
+      as error bars; None draws none.
   """
   fig, ax = plt.subplots(figsize=(6, 4.5))
   methods = list(dict.fromkeys(r["method"] for r in rows))
   for method in methods:
-    pts = sorted((r["gflops"], 100 * r[metric]) for r in rows if r["method"] == method)
-    x, y = zip(*pts, strict=True)
+    pts = sorted(
+      (r["gflops"], 100 * r[metric], *(100 * v for v in (r[interval_key] if interval_key else ())))
+      for r in rows
+      if r["method"] == method
+    )
+    x, y = [p[0] for p in pts], [p[1] for p in pts]
+    yerr = None
+    if interval_key:
+      yerr = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
     if method == "none":
-      ax.plot(x, y, "k*", markersize=12, label="unpruned")
+      ax.errorbar(x, y, yerr=yerr, fmt="k*", markersize=12, capsize=3, label="unpruned")
     else:
-      ax.plot(x, y, "o-", label=method)
+      ax.errorbar(x, y, yerr=yerr, fmt="o-", capsize=3, label=method)
   ax.set_xlabel("GFLOPs (blocks-only MACs / 1e9)")
   ax.set_ylabel(f"{metric} accuracy (%)")
   ax.grid(alpha=0.3)

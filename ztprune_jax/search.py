@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -411,6 +411,8 @@ def draw_schedules(
     partition: S-stage partition (bounds the S-stage's removals).
     sampler_options: extra keywords of `sample_schedule` (``layers``, ``max_layers``,
       ``min_keep_ratio``, ``s_fraction_range``, ``max_tries``).
+    on_sample: called with the sample's index after each sample is scored (e.g. to
+      advance a caller's own progress bar).
 
   Returns:
     A list of ``((layer, keep_ratio, s_fraction), ...)`` schedules.
@@ -464,6 +466,7 @@ def search_schedule(
   batch_size: int = 32,
   progress: bool = True,
   sampler_options: Mapping[str, Any] | None = None,
+  on_sample: Callable[[int], None] | None = None,
   **prune_options,
 ) -> SearchResult:
   """Monte-Carlo search for the best schedule under a blocks-only GFLOPs budget (spec §5).
@@ -490,6 +493,8 @@ def search_schedule(
     progress: show a tqdm progress bar.
     sampler_options: extra keywords of `sample_schedule` (``layers``, ``max_layers``,
       ``min_keep_ratio``, ``s_fraction_range``, ``max_tries``).
+    on_sample: called with the sample's index after each sample is scored (e.g. to
+      advance a caller's own progress bar).
     **prune_options: options of `prune` for every candidate (``partition``,
       ``wpr_iters``, ``feature``, ...). ``s_fraction`` fixes the S/I split instead of
       sampling it; ``partition`` also bounds the sampled S-stage removals.
@@ -563,6 +568,8 @@ def search_schedule(
     if (row["score"] > best) if higher else (row["score"] < best):
       best_index = len(table) - 1
     bar.set_postfix(best=f"{table[best_index]['score']:.4g}")
+    if on_sample is not None:
+      on_sample(len(table) - 1)
   bar.close()
   return SearchResult(
     best=table[best_index]["schedule"],

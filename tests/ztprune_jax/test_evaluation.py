@@ -87,11 +87,40 @@ def test_evaluate_compiles_once_per_shape(rng):
     return real(*a, **k)
 
   evaluation.eval_step = counting
+  evaluation._jitted_eval_step.cache_clear()  # earlier tests may have built this model's step
   try:
     evaluation.evaluate(model, params, data.BatchLoader(src, 4), progress=False)
   finally:
     evaluation.eval_step = real
   assert len(traces) == 1  # 3 batches, last one padded: one trace
+
+
+def test_eval_throughput_reuses_the_evaluation_program(rng, monkeypatch):
+  """`measure_eval_throughput` after `evaluate` at the same batch size traces nothing new."""
+  params = _tiny().init(rng, jnp.zeros((1, 16, 16, 3)))["params"]
+  model = zt.prune(_tiny(), "random", {"r": 3})
+  src = data.InMemorySource(np.zeros((8, 16, 16, 3), np.float32), np.zeros(8, np.int32))
+  traces = []
+  real = evaluation.eval_step
+
+  def counting(*a, **k):
+    traces.append(1)
+    return real(*a, **k)
+
+  monkeypatch.setattr(evaluation, "eval_step", counting)
+  evaluation._jitted_eval_step.cache_clear()
+  evaluation.evaluate(model, params, data.BatchLoader(src, 4), progress=False)
+  assert len(traces) == 1
+  tp = evaluation.measure_eval_throughput(model, params, batch_size=4, image_shape=(16, 16, 3),
+                                          iters=2)  # fmt: skip
+  assert tp["img_per_s"] > 0 and tp["batch_size"] == 4
+  assert len(traces) == 1  # the evaluation's program, not a new one
+  evaluation.measure_eval_throughput(model, params, batch_size=2, image_shape=(16, 16, 3),
+                                     iters=1)  # fmt: skip
+  assert len(traces) == 2  # another batch shape does compile (the check can fail)
+  with pytest.raises(ValueError, match="iters"):
+    evaluation.measure_eval_throughput(model, params, batch_size=2, image_shape=(16, 16, 3),
+                                       iters=0)  # fmt: skip
 
 
 def test_evaluate_rejects_empty():
