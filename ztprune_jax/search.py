@@ -411,8 +411,6 @@ def draw_schedules(
     partition: S-stage partition (bounds the S-stage's removals).
     sampler_options: extra keywords of `sample_schedule` (``layers``, ``max_layers``,
       ``min_keep_ratio``, ``s_fraction_range``, ``max_tries``).
-    on_sample: called with the sample's index after each sample is scored (e.g. to
-      advance a caller's own progress bar).
 
   Returns:
     A list of ``((layer, keep_ratio, s_fraction), ...)`` schedules.
