@@ -109,7 +109,9 @@ def weighted_pagerank(
   tol: float | jax.Array | None = None,
   token_mask: jax.Array | None = None,
   batch_chunk: int | str | None = "auto",
-) -> jax.Array:
+  init: jax.Array | None = None,
+  snapshot_iter: int | None = None,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Weighted PageRank scores of every token, per head (Zero-TPrune, I-stage).
 
   ``s_0`` from :func:`initial_scores`, then ``s_{t+1} = Aᵀ s_t`` with no damping and no
@@ -120,6 +122,12 @@ def weighted_pagerank(
   with no mass (a dangling node, which softmax never produces) spreads its vote
   uniformly, as in classic PageRank; that choice is ours. Computed in float32 whatever
   the input dtype.
+
+  ``init`` replaces ``s_0`` (restricted to ``token_mask`` and renormalised per head;
+  a head with no mass on the alive tokens starts from the default ``s_0``): the
+  pruning layer's warm-started I-stage passes an I′ iterate here. ``snapshot_iter``
+  also returns the iterate after that many steps, at no extra cost (the I′ run hands
+  it to the warm-started I-stage).
 
   ``token_mask`` runs WPR on the sub-graph of surviving tokens without gathering it:
   the result equals WPR on ``keep.restrict_attention(attn, survivors)`` scattered back
@@ -149,14 +157,18 @@ def weighted_pagerank(
       and 30 iterations on our 2-core CPU); elsewhere the whole batch. ``None``: the
       whole batch. An int: the largest divisor of ``B`` not above it. Results do not
       depend on it beyond float rounding.
+    init: optional ``[B, H, N]`` non-negative starting scores (any scale).
+    snapshot_iter: optional static step ``t`` in ``[0, num_iters]``; then the result is
+      ``(s_final, s_t)``. Not with ``tol``.
 
   Returns:
     ``[B, H, N]`` float32 scores, non-negative, summing to one over ``N`` (zero at
-    masked-out tokens).
+    masked-out tokens); with ``snapshot_iter`` the pair ``(s_final, s_t)``, both so.
 
   Raises:
     ValueError: naming ``attn`` (bad shape), ``num_iters`` (negative), ``token_mask``
-      (bad shape) or ``batch_chunk``, or as :func:`initial_scores`.
+      or ``init`` (bad shape), ``batch_chunk`` or ``snapshot_iter``, or as
+      :func:`initial_scores`.
   """
   if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
     raise ValueError(f"attn must be [B, H, N, N], got shape {attn.shape}")
@@ -166,19 +178,29 @@ def weighted_pagerank(
   initial_scores(N, cls_init=cls_init, cls_value=cls_value, num_prefix=num_prefix)  # validates
   if token_mask is not None and token_mask.shape != (B, N):
     raise ValueError(f"token_mask must be [B, N] = [{B}, {N}], got {token_mask.shape}")
+  if init is not None and init.shape != (B, H, N):
+    raise ValueError(f"init must be [B, H, N] = [{B}, {H}, {N}], got {init.shape}")
+  if snapshot_iter is not None:
+    if not isinstance(snapshot_iter, int) or not 0 <= snapshot_iter <= num_iters:
+      raise ValueError(f"snapshot_iter={snapshot_iter!r} must be a Python int in [0, {num_iters}]")
+    if tol is not None:
+      raise ValueError("snapshot_iter is not available with tol (the stop step is traced)")
   chunk = _resolve_chunk(batch_chunk, B, H * N * N * 4, num_iters)
-  kwargs = dict(cls_init=cls_init, cls_value=cls_value, num_prefix=num_prefix, tol=tol)
+  kwargs = dict(
+    cls_init=cls_init, cls_value=cls_value, num_prefix=num_prefix, tol=tol, snapshot=snapshot_iter
+  )
   if chunk == B:
-    return _wpr(attn, num_iters, token_mask=token_mask, **kwargs)
+    return _wpr(attn, num_iters, token_mask=token_mask, init=init, **kwargs)
   # Serial over chunks of the batch, so that one chunk's graph stays in cache for all
   # iterations instead of the whole batch streaming through memory at every step.
-  A = attn.reshape(B // chunk, chunk, H, N, N)
-  if token_mask is None:
-    s = lax.map(lambda a: _wpr(a, num_iters, token_mask=None, **kwargs), A)
-  else:
-    masks = token_mask.reshape(B // chunk, chunk, N)
-    s = lax.map(lambda am: _wpr(am[0], num_iters, token_mask=am[1], **kwargs), (A, masks))
-  return s.reshape(B, H, N)
+  n_chunks = B // chunk
+  operands = (
+    attn.reshape(n_chunks, chunk, H, N, N),
+    None if token_mask is None else token_mask.reshape(n_chunks, chunk, N),
+    None if init is None else init.reshape(n_chunks, chunk, H, N),
+  )
+  out = lax.map(lambda o: _wpr(o[0], num_iters, token_mask=o[1], init=o[2], **kwargs), operands)
+  return jax.tree.map(lambda s: s.reshape(B, H, N), out)
 
 
 def _resolve_chunk(batch_chunk, batch: int, bytes_per_example: int, num_iters: int) -> int:
@@ -206,7 +228,9 @@ def _wpr(
   num_prefix: int,
   tol,
   token_mask: jax.Array | None,
-) -> jax.Array:
+  init: jax.Array | None = None,
+  snapshot: int | None = None,
+):
   """The WPR iteration itself, on already validated arguments: ``[B, H, N, N] -> [B, H, N]``."""
   B, H, N, _ = attn.shape
   A = attn.astype(jnp.float32)  # [B, H, N, N]; a no-op for float32 input
@@ -226,7 +250,13 @@ def _wpr(
 
   s = _prefix_weighted(N, num_alive, cls_init=cls_init, cls_value=cls_value, num_prefix=num_prefix)
   s = jnp.broadcast_to(s if m is None else s * m, (B, H, N))  # [B, H, N]
-  s = s / jnp.maximum(s.sum(axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
+  tiny = jnp.finfo(jnp.float32).tiny
+  s = s / jnp.maximum(s.sum(axis=-1, keepdims=True), tiny)
+  if init is not None:  # warm start; a head without mass on alive tokens keeps s_0
+    w = jnp.maximum(init.astype(jnp.float32), 0.0)
+    w = w if m is None else w * m  # [B, H, N]
+    mass = w.sum(axis=-1, keepdims=True)  # [B, H, 1]
+    s = jnp.where(mass > 0, w / jnp.maximum(mass, tiny), s)
 
   def vote(s):
     """``s'[j] = Σ_i A[i, j] s[i] / rowsum_i`` plus the dangling rows' mass, spread."""
@@ -237,7 +267,10 @@ def _wpr(
     return out + lost * spread
 
   if tol is None:
-    return lax.fori_loop(0, num_iters, lambda _, s: vote(s), s)
+    if snapshot is None:
+      return lax.fori_loop(0, num_iters, lambda _, s: vote(s), s)
+    s_snap = lax.fori_loop(0, snapshot, lambda _, s: vote(s), s)
+    return lax.fori_loop(snapshot, num_iters, lambda _, s: vote(s), s_snap), s_snap
 
   tol = jnp.asarray(tol, jnp.float32)
 
