@@ -91,6 +91,11 @@ def get_config(arg=None):
   c.inherit_basis = "replace"  # or "complement": new columns orthogonal to the inherited ones
   c.inherit_scale = "raw"  # or "unit": inherited block rescaled to ‖W_s‖_F² = d_s
   c.ot_features = "all"  # or "survived": the OT term compares E with W_s z_s only
+  # What the triplet memory holds when a stage starts (issue 15; eml_jax.impute): "none"
+  # (spec §2: empty), "zero" (the stored samples on the survived features, new ones 0) or
+  # "ridge" (new features imputed by an online ridge map, λ = mem_ridge).
+  c.inherit_memory = "none"
+  c.mem_ridge = 1.0
   c.sinkhorn = ml_collections.ConfigDict()
   c.sinkhorn.threshold = 1e-3
   c.sinkhorn.max_iterations = 200

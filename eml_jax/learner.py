@@ -31,7 +31,7 @@ import numpy as np
 from flax import struct
 from ott.solvers.linear import sinkhorn
 
-from eml_jax import distance, memory, prox
+from eml_jax import distance, impute, memory, prox
 from eml_jax import stream as stream_lib
 
 
@@ -62,6 +62,10 @@ class LearnerSpec(NamedTuple):
     ot_features: reading B's I-stage OT term compares the stored ``E`` with ``L Z``
       ("all", spec §2) or with the survived features' part ``W_s Z_s`` only
       ("survived": the new features are not pulled towards the T-stage embedding).
+    inherit_memory: what the triplet memory holds when a stage starts: "none" (spec §2:
+      empty), "zero" (the previous stage's stored samples on the survived features, new
+      features 0) or "ridge" (new features imputed by an online ridge map from the
+      survived ones, ``HParams.mem_ridge``); see `eml_jax.impute` (issue 15).
   """
 
   n_classes: int
@@ -78,6 +82,7 @@ class LearnerSpec(NamedTuple):
   inherit_basis: str = "replace"
   inherit_scale: str = "raw"
   ot_features: str = "all"
+  inherit_memory: str = "none"
 
 
 _CHOICES = dict(
@@ -85,6 +90,7 @@ _CHOICES = dict(
   inherit_basis=("replace", "complement"),
   inherit_scale=("raw", "unit"),
   ot_features=("all", "survived"),
+  inherit_memory=impute.MODES,
 )
 
 
@@ -115,6 +121,7 @@ class HParams:
     lam_21: ℓ2,1 weight on vanishing columns of ``L`` (T-stage).
     lam_nuc: nuclear-norm weight on ``L`` (0 skips the SVD).
     hist_temp: reading A histogram inverse temperature.
+    mem_ridge: ridge ``λ`` of the inherited memory's imputation (``inherit_memory="ridge"``).
   """
 
   eta: jax.Array
@@ -127,6 +134,7 @@ class HParams:
   lam_21: jax.Array
   lam_nuc: jax.Array
   hist_temp: jax.Array
+  mem_ridge: jax.Array
 
   @classmethod
   def create(
@@ -141,6 +149,7 @@ class HParams:
     lam_21=0.0,
     lam_nuc=0.0,
     hist_temp=1.0,
+    mem_ridge=1.0,
   ) -> HParams:
     """Builds `HParams` as float32 scalars; raises `ValueError` on negative values.
 
@@ -158,6 +167,7 @@ class HParams:
       lam_21=lam_21,
       lam_nuc=lam_nuc,
       hist_temp=hist_temp,
+      mem_ridge=mem_ridge,
     )
     for name, v in kw.items():
       if not math.isfinite(float(v)) or float(v) < 0:
@@ -183,6 +193,10 @@ class EMLState:
     G_prev: ``[k, d_sp]`` the inheritance target (``[k, 0]`` without inheritance).
     inh_idx: ``[d_sp]`` int32 positions in this stage of the survived columns.
     mem: triplet memory, ``x [C, M, d]``.
+    mem_inh: ``[C, M]`` bool, memory slots holding a sample carried from the previous
+      stage (``spec.inherit_memory``; all False otherwise).
+    ridge: `impute.RidgeMap` imputing carried samples' new features (empty shapes unless
+      ``inherit_memory="ridge"`` in an I-stage).
     res: T-stage reservoir, ``x [C, R, d]``.
     E: ``[n_E, k]`` stored T-stage embeddings.
     E_y: ``[n_E]`` int32 their labels.
@@ -205,6 +219,8 @@ class EMLState:
   G_prev: jax.Array
   inh_idx: jax.Array
   mem: memory.ClassBuffer
+  mem_inh: jax.Array
+  ridge: impute.RidgeMap
   res: memory.ClassBuffer
   E: jax.Array
   E_y: jax.Array
@@ -287,9 +303,14 @@ def init_state(key: jax.Array, spec: LearnerSpec, d: int, surv_idx=None) -> EMLS
 
 
 def _stage_state(
-  *, L, surv, spec, E, E_y, E_valid, X_prev, L_prev, G_prev, inh_idx, stats, stage, key, C
-):
+  *, L, surv, spec, E, E_y, E_valid, X_prev, L_prev, G_prev, inh_idx, stats, stage, key, C,
+  mem=None, mem_inh=None, ridge=None,
+):  # fmt: skip
   d = L.shape[1]
+  if mem is None:
+    mem = memory.buffer_init(C, spec.mem_size, d)
+    mem_inh = jnp.zeros((C, spec.mem_size), bool)
+  ridge = impute.ridge_empty() if ridge is None else ridge
   vanish = np.zeros(d, np.float32)
   if surv.size:
     vanish[:] = 1.0
@@ -301,7 +322,9 @@ def _stage_state(
     vanish_mask=jnp.asarray(vanish),
     G_prev=G_prev,
     inh_idx=jnp.asarray(inh_idx, jnp.int32),
-    mem=memory.buffer_init(C, spec.mem_size, d),
+    mem=mem,
+    mem_inh=mem_inh,
+    ridge=ridge,
     res=memory.buffer_init(C, spec.res_size, d),
     E=E,
     E_y=E_y,
@@ -365,7 +388,9 @@ def advance(
   samples and ``L_T``, which its cross-stage OT needs). The next ``L`` is the initial
   projection with the survived columns replaced by `inherited_block` (if `use_inherit`;
   `_extend` redraws the new columns for ``inherit_basis="complement"``). Running
-  statistics of survived features carry over; memory and reservoir restart.
+  statistics of survived features carry over; the reservoir restarts; the triplet memory
+  restarts empty (``inherit_memory="none"``) or keeps its samples on the survived
+  features (`eml_jax.impute`).
 
   Args:
     state: the state at the end of stage t.
@@ -409,6 +434,13 @@ def advance(
   stats = tuple(
     jnp.zeros(d_next).at[sn].set(s[sp]) for s in (state.st_n, state.st_mean, state.st_m2)
   )
+  mem = mem_inh = ridge = None
+  if spec.inherit_memory != "none":  # issue 15: the memory keeps the stored samples
+    # Stored samples are scaled by 1/√d (after standardisation, whose statistics of the
+    # survived features carry over): re-scale them to this stage's 1/√d_next.
+    mem, mem_inh = impute.carry_buffer(state.mem, sp, sn, d_next, impute.input_scale(d, d_next))
+    if spec.inherit_memory == "ridge":
+      ridge = impute.ridge_init(sn, d_next)
   return _stage_state(
     L=L_next,
     surv=surv,
@@ -424,6 +456,9 @@ def advance(
     stage=state.stage + 1,
     key=key,
     C=C,
+    mem=mem,
+    mem_inh=mem_inh,
+    ridge=ridge,
   )
 
 
@@ -572,6 +607,13 @@ def step(
   if spec.standardize:
     state = _update_stats(state, x)
   xs = standardize(state, x, spec.standardize)  # [d]
+  stored = state.mem  # what is pushed to; `state.mem` below is the memory as used
+  ridge = state.ridge
+  if ridge.ss.shape[0] and ridge.as_.shape[0]:  # static: imputing carried samples
+    ridge = impute.ridge_update(ridge, xs)  # the features of x are observed on arrival
+  state = state.replace(
+    mem=stored.replace(x=impute.view(stored.x, state.mem_inh, ridge, hp.mem_ridge))
+  )
 
   pred = _knn_from_memory(state, state.L @ xs, spec=spec)
   pos, pos_valid = state.mem.x[y], state.mem.valid[y]  # [M, d], [M]
@@ -621,11 +663,13 @@ def step(
     L = prox.l21_prox(L, hp.eta * hp.lam_21, state.vanish_mask)
   L = jax.lax.cond(hp.lam_nuc > 0, lambda W: prox.svt(W, hp.eta * hp.lam_nuc), lambda W: W, L)
 
-  mem = memory.ring_push(state.mem, xs, y)
+  mem, mem_inh = impute.push(stored, state.mem_inh, xs, y)
   res = state.res
   if t_stage and spec.use_tstage:
     res = memory.reservoir_push(res, xs, y, k_res)
-  new = state.replace(L=L, G=G, mem=mem, res=res, t=state.t + 1, key=key)
+  new = state.replace(
+    L=L, G=G, mem=mem, mem_inh=mem_inh, ridge=ridge, res=res, t=state.t + 1, key=key
+  )
   metrics = dict(
     loss=trip + hp.gamma * inh + hp.nu * ot_cost,
     triplet=trip,

@@ -204,15 +204,23 @@ def _eml_result(lrn, state, stream, m, sec_per_update: float, k: int) -> dict:
   )
 
 
-def run_baseline(method: online.Method, runner, stream, hp: dict, key, *, k: int = 5):
+def run_baseline(
+  method: online.Method, runner, stream, hp: dict, key, *, k: int = 5, memory_mode="none",
+  mem_size: int = 5,
+):  # fmt: skip
   """One pass of a baseline over a scaled ``stream`` (see `scaled_stream`).
+
+  ``memory_mode``: the inherited memory of a method with a ``transfer``; ``mem_size``:
+  memory slots per class (`online.begin_stage`).
 
   Returns:
     dict as `run_eml` (``ot_converged_frac`` NaN); OPID also gives ``clf_error``, its
     own linear classifier's test error.
   """
   t0 = time.perf_counter()
-  state, ms = online.run_stream(method, stream, hp, key, runner=runner)
+  state, ms = online.run_stream(
+    method, stream, hp, key, runner=runner, memory_mode=memory_mode, mem_size=mem_size
+  )
   jax.block_until_ready(state.metric)
   secs = time.perf_counter() - t0
   n_upd = sum(len(s.y) for s in stream.stages[len(stream.stages) - len(ms) :])
@@ -343,7 +351,10 @@ def run_eml_runs(lrn: learner.Learner, streams, hp: learner.HParams, keys, *, me
   ]
 
 
-def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh):
+def baseline_runs_pass(
+  method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh, memory_mode="none",
+  mem_size: int = 5,
+):  # fmt: skip
   """One pass of a baseline over ``R`` scaled streams of equal shapes at once.
 
   Each learned stage is one jitted `jax.vmap` of ``runner`` over the stacked runs, split
@@ -357,6 +368,8 @@ def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *
     hp: hyperparameters (merged over ``method.hparams``; replicated).
     keys: ``R`` PRNG keys.
     mesh: 1-D mesh from `parallel.make_mesh`.
+    memory_mode: the inherited memory (`online.begin_stage`).
+    mem_size: memory slots per class.
 
   Returns:
     ``(states, mistakes, secs)``: the ``R`` final `online.OnlineState` s, the last
@@ -371,7 +384,9 @@ def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *
   states, secs = [None] * n, 0.0
   for t in range(online.first_learned_stage(method, n_stages), n_stages):
     begun = [
-      online.begin_stage(method, s.stages, t, st, key, n_classes=C)
+      online.begin_stage(
+        method, s.stages, t, st, key, n_classes=C, mem_size=mem_size, memory_mode=memory_mode
+      )
       for s, st, key in zip(streams, states, keys, strict=True)
     ]
     keys, states = [b[0] for b in begun], [b[1] for b in begun]
@@ -386,11 +401,14 @@ def baseline_runs_pass(method: online.Method, runner, streams, hp: dict, keys, *
   return states, np.asarray(jax.device_get(m["mistake"]))[:n], secs
 
 
-def run_baseline_runs(method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh, k=5):
+def run_baseline_runs(
+  method: online.Method, runner, streams, hp: dict, keys, *, mesh: Mesh, k=5, memory_mode="none",
+  mem_size: int = 5,
+):  # fmt: skip
   """`run_baseline` over ``R`` scaled streams at once (one per seed; `baseline_runs_pass`).
 
   Args: as `baseline_runs_pass`, plus ``k``, the neighbours of the test error (computed
-  per run).
+  per run), ``memory_mode`` and ``mem_size``.
 
   Returns:
     One dict per run, as `run_baseline`; ``sec_per_update`` is the batched scans' wall
@@ -398,7 +416,9 @@ def run_baseline_runs(method: online.Method, runner, streams, hp: dict, keys, *,
     (updates per run × ``R``).
   """
   streams = list(streams)
-  states, mistakes, secs = baseline_runs_pass(method, runner, streams, hp, keys, mesh=mesh)
+  states, mistakes, secs = baseline_runs_pass(
+    method, runner, streams, hp, keys, mesh=mesh, memory_mode=memory_mode, mem_size=mem_size
+  )
   first = online.first_learned_stage(method, len(streams[0].stages))
   n_upd = sum(len(st.y) for st in streams[0].stages[first:])
   per_update = secs / (n_upd * len(states))

@@ -2,6 +2,10 @@
 
 Rows are dicts with ``dataset``, ``setting``, ``seed``, ``method``, ``knn_error``,
 ``online_error``, ``sec_per_update``, ``mistakes`` (``[n_I]`` bool, not written to CSV).
+
+Issue 15 adds the early-I-stage online error (first 25 / 50 / 100 instances of the last
+stage) and, for EML against each baseline, a paired Wilcoxon signed-rank test over seeds
+(`significance`).
 """
 
 from __future__ import annotations
@@ -11,11 +15,86 @@ import json
 import os
 
 import numpy as np
+from scipy import stats
+
+EARLY = (25, 50, 100)  # early-I-stage windows (instances)
+ALPHA = 0.05  # significance level of the paired tests (issue 15)
+# The metrics of the paired tests: EML against each baseline.
+SIG_METRICS = ("early100_online_error", "knn_error")
 
 CSV_FIELDS = (
-  "dataset", "setting", "seed", "method", "knn_error", "online_error", "sec_per_update",
-  "clf_error", "ot_converged_frac",
+  "dataset", "setting", "seed", "method", "knn_error", "online_error",
+  *(f"early{n}_online_error" for n in EARLY), "sec_per_update", "clf_error",
+  "ot_converged_frac",
 )  # fmt: skip
+
+
+def early_error(mistakes, n: int) -> float:
+  """Online mistake rate over the first ``min(n, len)`` instances of the last stage."""
+  m = np.asarray(mistakes, np.float64)
+  if m.size == 0:
+    raise ValueError("no online mistakes recorded")
+  return float(m[:n].mean())
+
+
+def metric_value(row: dict, metric: str) -> float:
+  """``knn_error``, ``online_error`` or ``early<n>_online_error`` of one row."""
+  if metric.startswith("early"):
+    return early_error(row["mistakes"], int(metric[5:].split("_")[0]))
+  return float(row[metric])
+
+
+def with_early(rows):
+  """Rows with the ``early<n>_online_error`` fields filled in from ``mistakes``."""
+  return [
+    {**r, **{f"early{n}_online_error": early_error(r["mistakes"], n) for n in EARLY}} for r in rows
+  ]
+
+
+def wilcoxon_verdict(a, b, alpha: float = ALPHA) -> tuple[str, float]:
+  """Paired two-sided Wilcoxon signed-rank test of ``a`` against ``b`` (lower is better).
+
+  Args:
+    a: ``[S]`` per-seed values of the method under test (e.g. EML's error).
+    b: ``[S]`` the same seeds' values of the other method.
+    alpha: significance level.
+
+  Returns:
+    ``(verdict, p)``: "win" (``p < alpha`` and ``a`` lower: the mean paired difference is
+    negative), "loss" (``p < alpha``, ``a`` higher) or "tie"; ``p = 1`` when every pair
+    is equal (scipy's default drops zero differences, ``zero_method="wilcox"``).
+  """
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  if d.shape[0] < 1 or np.asarray(b).shape != np.asarray(a).shape:
+    raise ValueError(f"need equal, non-empty paired samples; got {np.shape(a)}, {np.shape(b)}")
+  if np.all(d == 0):
+    return "tie", 1.0
+  p = float(stats.wilcoxon(d).pvalue)
+  if p < alpha:
+    return ("win" if d.mean() < 0 else "loss"), p
+  return "tie", p
+
+
+def significance(rows, a: str, others, setting="one", metrics=SIG_METRICS) -> dict:
+  """Per data set: ``{metric: {other: (verdict, p)}}`` of ``a`` vs each method in ``others``.
+
+  Seeds are paired (only seeds both methods ran count).
+  """
+  out: dict = {}
+  for ds, by_m in _group(rows, setting).items():
+    if a not in by_m:
+      continue
+    va = {m: {r["seed"]: metric_value(r, m) for r in by_m[a]} for m in metrics}
+    res: dict = {m: {} for m in metrics}
+    for o in others:
+      if o not in by_m or o == a:
+        continue
+      for m in metrics:
+        vo = {r["seed"]: metric_value(r, m) for r in by_m[o]}
+        common = sorted(set(va[m]) & set(vo))
+        res[m][o] = wilcoxon_verdict([va[m][s] for s in common], [vo[s] for s in common])
+    out[ds] = res
+  return out
 
 
 def _group(rows, setting):
@@ -32,22 +111,35 @@ def _ms(rs):
   return 1e3 * float(np.median(t[1:] if len(t) > 1 else t))
 
 
-def summarize(rows, setting="one") -> dict:
-  """``{dataset: {method: {knn_error_mean, knn_error_std, online_error_mean, ...}}}``."""
+def summarize(rows, setting="one", baselines=()) -> dict:
+  """``{dataset: {method: {knn_error_mean, knn_error_std, online_error_mean, ...}}}``.
+
+  Each method also has ``early<n>_online_error_mean`` / ``_std`` (n in `EARLY`) and
+  ``n_last_stage`` (instances of the last stage: a window longer than that covers the whole
+  stage). With ``baselines``, EML's entry adds ``significant``: ``{metric: {baseline:
+  "win" | "tie" | "loss"}}`` for the metrics of `SIG_METRICS` (paired Wilcoxon over seeds,
+  p < `ALPHA`) and ``wilcoxon_p`` with the same keys holding the p-values.
+  """
   out = {}
   for ds, by_m in _group(rows, setting).items():
     out[ds] = {}
     for m, rs in by_m.items():
-      ke = np.array([r["knn_error"] for r in rs])
-      oe = np.array([r["online_error"] for r in rs])
-      out[ds][m] = dict(
-        knn_error_mean=float(ke.mean()),
-        knn_error_std=float(ke.std(ddof=1)) if len(ke) > 1 else 0.0,
-        online_error_mean=float(oe.mean()),
-        online_error_std=float(oe.std(ddof=1)) if len(oe) > 1 else 0.0,
-        ms_per_update=_ms(rs),
-        n_seeds=len(rs),
-      )
+      entry = dict(n_seeds=len(rs), ms_per_update=_ms(rs))
+      entry["n_last_stage"] = int(min(len(r["mistakes"]) for r in rs))
+      names = ("knn_error", "online_error", *(f"early{n}_online_error" for n in EARLY))
+      for name in names:
+        v = np.array([metric_value(r, name) for r in rs])
+        entry[f"{name}_mean"] = float(v.mean())
+        entry[f"{name}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+      out[ds][m] = entry
+  if baselines:
+    for ds, res in significance(rows, "eml", baselines, setting).items():
+      out[ds]["eml"]["significant"] = {
+        m: {b: v[0] for b, v in per.items()} for m, per in res.items()
+      }
+      out[ds]["eml"]["wilcoxon_p"] = {
+        m: {b: v[1] for b, v in per.items()} for m, per in res.items()
+      }
   return out
 
 
@@ -142,9 +234,9 @@ def write_all(rows, workdir, *, baselines, ablations, command="") -> dict:
     The one-shot summary.
   """
   os.makedirs(workdir, exist_ok=True)
-  write_csv(rows, os.path.join(workdir, "results.csv"))
-  one = summarize(rows, "one")
-  multi = summarize(rows, "multi")
+  write_csv(with_early(rows), os.path.join(workdir, "results.csv"))
+  one = summarize(rows, "one", baselines)
+  multi = summarize(rows, "multi", baselines)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(one, f, indent=1, sort_keys=True)
   with open(os.path.join(workdir, "summary_multi.json"), "w") as f:
@@ -154,12 +246,25 @@ def write_all(rows, workdir, *, baselines, ablations, command="") -> dict:
   parts = [f"Command: `{command}`\n"] if command else []
   parts.append(markdown_table(one, main, "knn_error", "## One-shot: 5-NN test error (%)"))
   parts.append(markdown_table(one, main, "online_error", "## One-shot: online mistake rate (%)"))
+  for n in EARLY:
+    parts.append(markdown_table(
+      one, main, f"early{n}_online_error",
+      f"## One-shot: online mistake rate over the first {n} I-stage instances (%)",
+    ))  # fmt: skip
+  parts.append(stage_length_text(one))
+  parts.append(significance_table(one, baselines))
   parts.append(markdown_table(one, abl, "knn_error", "## EML ablations: 5-NN test error (%)"))
   parts.append(markdown_table(one, abl, "online_error", "## EML ablations: online mistakes (%)"))
   if multi:
     mm = [m for m in ["eml", *ablations, *baselines] if any(m in v for v in multi.values())]
     parts.append(markdown_table(multi, mm, "knn_error", "## Multi-shot: 5-NN test error (%)"))
     parts.append(markdown_table(multi, mm, "online_error", "## Multi-shot: online mistakes (%)"))
+    parts.append(markdown_table(
+      multi, mm, "early100_online_error",
+      "## Multi-shot: online mistakes over the first 100 last-stage instances (%)",
+    ))  # fmt: skip
+    mb = [b for b in baselines if any(b in v for v in multi.values())]
+    parts.append(significance_table(multi, mb, "Multi-shot: "))
   parts.append("## ms per update (last stage; median over seeds after the first)\n")
   parts.append(ms_table(one, main + list(ablations)))
   parts.append("## Paired over seeds: EML lower / equal / higher 5-NN error than ...\n")
@@ -169,12 +274,64 @@ def write_all(rows, workdir, *, baselines, ablations, command="") -> dict:
     parts.append(f"- {other}: {cells}")
   parts.append("")
   parts.append(goal_text(one, baselines, ablations))
+  parts.append(significance_goal_text(one, baselines))
   with open(os.path.join(workdir, "tables.md"), "w") as f:
     f.write("\n".join(parts) + "\n")
   plot_online_curves(rows, os.path.join(workdir, "online_"), "one")
   if multi:
     plot_online_curves(rows, os.path.join(workdir, "online_"), "multi")
   return one
+
+
+def stage_length_text(summary: dict) -> str:
+  """Which windows are shorter than asked (the last stage has fewer instances)."""
+  short = {ds: by_m["eml"]["n_last_stage"] for ds, by_m in summary.items()
+           if "eml" in by_m and by_m["eml"]["n_last_stage"] < max(EARLY)}  # fmt: skip
+  if not short:
+    return ""
+  cells = ", ".join(f"{ds} {n}" for ds, n in short.items())
+  return (f"I-stage instances where a window is longer than the stage (the window then "
+          f"covers the whole stage): {cells}.\n")  # fmt: skip
+
+
+def significance_table(summary: dict, baselines, prefix="One-shot: ") -> str:
+  """EML vs each baseline: paired Wilcoxon verdicts (win / tie / loss at p < ALPHA)."""
+  lines = [
+    f"## {prefix}EML vs each baseline, paired Wilcoxon signed-rank over seeds "
+    f"(win / tie / loss at p < {ALPHA})",
+    "",
+    "Cells: verdict (p). win = EML significantly lower error.",
+    "",
+  ]
+  for metric in SIG_METRICS:
+    lines += [f"**{metric}**", "", "| dataset | " + " | ".join(baselines) + " |",
+              "| --- " * (len(baselines) + 1) + "|"]  # fmt: skip
+    for ds, by_m in summary.items():
+      sig = by_m.get("eml", {}).get("significant", {}).get(metric, {})
+      pv = by_m.get("eml", {}).get("wilcoxon_p", {}).get(metric, {})
+      cells = [f"{sig[b]} ({pv[b]:.3f})" if b in sig else "–" for b in baselines]
+      lines.append(f"| {ds} | " + " | ".join(cells) + " |")
+    lines.append("")
+  return "\n".join(lines) + "\n"
+
+
+def significance_goal_text(one: dict, baselines) -> str:
+  """Issue 15's goal, checked: EML significantly better than every baseline in early-100
+  online error on >= 6 of 8 data sets, never significantly worse in 5-NN test error."""
+  early, losses = [], []
+  for ds, by_m in one.items():
+    sig = by_m.get("eml", {}).get("significant", {})
+    e = sig.get("early100_online_error", {})
+    if e and all(e.get(b) == "win" for b in baselines if b in by_m):
+      early.append(ds)
+    losses += [f"{ds} vs {b}" for b, v in sig.get("knn_error", {}).items() if v == "loss"]
+  return "\n".join([
+    f"- Issue 15: EML significantly lower early-100 online error than every baseline "
+    f"(Wilcoxon, p < {ALPHA}) on {len(early)} of {len(one)} data sets "
+    f"({', '.join(early) or 'none'}); goal: >= 6 of 8.",
+    f"- Significantly worse 5-NN test error: {len(losses)} comparisons "
+    f"({', '.join(losses) or 'none'}); goal: none.",
+  ]) + "\n"  # fmt: skip
 
 
 def goal_text(one: dict, baselines, ablations) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from eml_jax import baselines, datasets, distance, learner, predict, protocol, synthetic
+from eml_jax import baselines, datasets, distance, learner, predict, protocol, report, synthetic
 from eml_jax import stream as stream_lib
 from ztprune_jax import parallel
 
@@ -35,6 +35,7 @@ def hparams_from_config(c) -> learner.HParams:
     lam_21=c.lam_21,
     lam_nuc=c.lam_nuc,
     hist_temp=c.hist_temp,
+    mem_ridge=c.mem_ridge,
   )
 
 
@@ -69,6 +70,7 @@ def spec_from_config(c, n_classes: int, d_max: int) -> learner.LearnerSpec:
     inherit_basis=str(c.inherit_basis),
     inherit_scale=str(c.inherit_scale),
     ot_features=str(c.ot_features),
+    inherit_memory=str(c.inherit_memory),
   )
 
 
@@ -226,6 +228,7 @@ def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
     inherit_basis=str(f["inherit_basis"]),
     inherit_scale=str(f["inherit_scale"]),
     ot_features=str(f["ot_features"]),
+    inherit_memory=str(f["inherit_memory"]),
   )
   sk = f["sinkhorn"]
   sk_args = (
@@ -235,7 +238,8 @@ def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
   if (spec, sk_args) not in _LEARNERS:  # same static settings: reuse the compiled scans
     _LEARNERS[(spec, sk_args)] = learner.make_learner(spec, distance.make_sinkhorn(*sk_args))
   lrn = _LEARNERS[(spec, sk_args)]
-  names = ("eta", "margin", "mu", "gamma", "nu", "rho", "eps_scale", "lam_21", "lam_nuc")
+  names = ("eta", "margin", "mu", "gamma", "nu", "rho", "eps_scale", "lam_21", "lam_nuc",
+           "mem_ridge")  # fmt: skip
   hp = learner.HParams.create(**{n: float(f[n]) for n in names}, hist_temp=f["hist_temp"])
   return protocol.Variant(
     one=lambda stream, key: protocol.run_eml(lrn, stream, hp, key, k=k),
@@ -243,24 +247,48 @@ def eml_variant(e, overrides, n_classes: int, d_max: int, k: int = 5):
   )
 
 
-def baseline_variant(name: str, hp: dict, k: int = 5):
+def baseline_variant(
+  name: str, hp: dict, k: int = 5, memory_mode="none", mem_ridge=1.0, mem_size: int = 5
+):
   """A baseline as a `protocol.Variant` (its jitted scan is cached per name).
 
   Call it as ``fn(stream, key) -> result`` or ``fn.runs(streams, keys, mesh)`` (all seeds
   at once, `protocol.run_baseline_runs`); streams are scaled here (`scaled_stream`).
+  ``memory_mode`` / ``mem_ridge``: the inherited memory (`eml_jax.impute`) of a method
+  with a ``transfer`` (EML's setting, so both start the I-stage with the same memory);
+  ignored by the others, which learn the last stage only. ``mem_size``: memory slots
+  per class of the online prediction (EML's ``mem_size`` in the benchmark, for every
+  baseline).
   """
   method = baselines.get_baseline(name)
   if name not in _RUNNERS:
     _RUNNERS[name] = baselines.make_runner(method, k=k)
   runner = _RUNNERS[name]
+  mode = str(memory_mode) if method.transfer is not None else "none"
+  hp = {**dict(hp), "mem_ridge": float(mem_ridge)} if mode == "ridge" else dict(hp)
+  kw = dict(k=k, memory_mode=mode, mem_size=int(mem_size))
   return protocol.Variant(
     one=lambda stream, key: protocol.run_baseline(
-      method, runner, protocol.scaled_stream(stream), dict(hp), key, k=k
+      method, runner, protocol.scaled_stream(stream), dict(hp), key, **kw
     ),
     runs=lambda streams, keys, mesh: protocol.run_baseline_runs(
-      method, runner, [protocol.scaled_stream(s) for s in streams], dict(hp), keys, mesh=mesh, k=k
-    ),
+      method,
+      runner,
+      [protocol.scaled_stream(s) for s in streams],
+      dict(hp),
+      keys,
+      mesh=mesh,
+      **kw,
+    ),  # fmt: skip
   )
+
+
+def _baseline(c, name: str, extra=None, eml_fields=None):
+  """`baseline_variant` with the config's hyperparameters and EML's memory (inherited memory
+  and slots per class)."""
+  e = {**c.eml.to_dict(), **dict(eml_fields or {})}
+  hp = {**_as_dict(c.baseline_hp.get(name, {})), **dict(extra or {})}
+  return baseline_variant(name, hp, c.k, e["inherit_memory"], e["mem_ridge"], e["mem_size"])
 
 
 def load_benchmark_data(c, name: str):
@@ -320,7 +348,7 @@ def run_benchmark(c, progress_bar=None, mesh=None) -> list[dict]:
       for ab, ov in c.ablations.items():
         methods[ab] = eml_variant(c.eml, ov, C, d_max, c.k)
       for b in c.baselines:
-        methods[b] = baseline_variant(b, c.baseline_hp.get(b, {}), c.k)
+        methods[b] = _baseline(c, b)
       if shots == "multi":
         methods = {m: f for m, f in methods.items() if m in c.multi.methods}
       out = protocol.evaluate(
@@ -369,38 +397,47 @@ def _validation_rows(c, make_methods, upd, mesh) -> list[dict]:
   return rows
 
 
-def choose(rows: list[dict]) -> dict:
-  """Per method, the params with the lowest validation 5-NN error averaged over data sets.
+def score_of(row: dict, metric: str) -> float:
+  """A run's validation score: ``knn_error``, ``online_error`` or ``early<n>_online_error``
+  (online mistake rate over the first ``n`` instances of the last stage)."""
+  if metric.startswith("early"):
+    return report.early_error(row["mistakes"], int(metric[5:].split("_")[0]))
+  return float(row[metric])
+
+
+def choose(rows: list[dict], metric: str = "knn_error") -> dict:
+  """Per method, the params with the lowest validation ``metric`` averaged over data sets.
 
   Each data set counts once (its mean over seeds), whatever its size.
 
   Returns:
-    ``{method: {"params", "mean_val_error", "grid": {params json: mean error}}}``.
+    ``{method: {"params", "mean_val_error", "metric", "grid": {params json: mean}}}``.
   """
   chosen = {}
   for m in sorted({r["method"] for r in rows}):
     per = {}
     for r in rows:
       if r["method"] == m:
-        per.setdefault(r["params"], {}).setdefault(r["dataset"], []).append(r["knn_error"])
+        per.setdefault(r["params"], {}).setdefault(r["dataset"], []).append(score_of(r, metric))
     score = {p: float(np.mean([np.mean(e) for e in ds.values()])) for p, ds in per.items()}
     best = min(score, key=score.get)
-    chosen[m] = dict(params=json.loads(best), mean_val_error=score[best], grid=score)
+    chosen[m] = dict(params=json.loads(best), mean_val_error=score[best], metric=metric, grid=score)
   return chosen
 
 
 def _stage_methods(c, stage: int, grid: dict, base: dict, C: int, d_max: int):
-  """EML points of one search stage (plus every baseline grid in stage 0)."""
+  """EML points of one search stage (plus every baseline grid in the last stage, with the
+  inherited memory chosen for EML in the earlier stages)."""
   methods, points = {}, {}
   for p in _grid(grid):
     full = {**base, **p}
     key = f"eml stage{stage} " + json.dumps(full, sort_keys=True)
     methods[key], points[key] = eml_variant(c.eml, full, C, d_max, c.k), ("eml", full)
-  for b, g in c.validation.baseline_grid.items() if stage == 0 else ():
+  last = stage == len(c.validation.eml_grids) - 1
+  for b, g in c.validation.baseline_grid.items() if last else ():
     for p in _grid(_as_dict(g)):
       key = f"{b} " + json.dumps(p, sort_keys=True)
-      methods[key] = baseline_variant(b, {**c.baseline_hp.get(b, {}).to_dict(), **p}, c.k)
-      points[key] = (b, p)
+      methods[key], points[key] = _baseline(c, b, p, base), (b, p)
   return methods, points
 
 
@@ -409,9 +446,11 @@ def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
 
   EML's grids ``c.validation.eml_grids`` are searched in stages: every point of stage i
   sits on top of the choice of stages < i (a coordinate-wise search; the points of one
-  stage form a full product grid). Baselines have one grid each, searched with stage 0.
-  The choice is the point with the lowest validation 5-NN error averaged over data sets
-  (each data set's mean over `validation.seeds`).
+  stage form a full product grid). Stage i scores by ``c.validation.eml_scores[i]``
+  (`score_of`). Baselines have one grid each, searched with the last stage (the
+  transferring ones with the inherited memory chosen before it) and scored by the
+  validation 5-NN error. The choice is the point with the lowest score averaged over data
+  sets (each data set's mean over `validation.seeds`).
 
   With ``c.parallel_seeds`` the validation seeds of each grid point run at once over
   ``mesh`` (`seed_mesh`).
@@ -430,13 +469,15 @@ def run_validation(c, progress_bar=None, mesh=None) -> tuple[list[dict], dict]:
     make = functools.partial(_stage_methods, c, i, _as_dict(grid), dict(base))
     stage_rows = [{**r, "stage": i} for r in _validation_rows(c, make, upd, mesh)]
     rows += stage_rows
-    ch = choose([r for r in stage_rows if r["method"] == "eml"])["eml"]
+    metric = str(v.eml_scores[i]) if i < len(v.eml_scores) else "knn_error"
+    ch = choose([r for r in stage_rows if r["method"] == "eml"], metric)["eml"]
     base = ch["params"]
     stages.append(ch)
     eml_grid.update(ch["grid"])
   chosen = choose([r for r in rows if r["method"] != "eml"])
   chosen["eml"] = dict(
     params=base, mean_val_error=stages[-1]["mean_val_error"], grid=eml_grid,
-    stages=[dict(params=s["params"], mean_val_error=s["mean_val_error"]) for s in stages],
+    stages=[dict(params=s["params"], mean_val_error=s["mean_val_error"], metric=s["metric"])
+            for s in stages],
   )  # fmt: skip
   return rows, chosen

@@ -7,8 +7,12 @@ writes `results.csv` (one row per data set, setting, seed, method), `summary.jso
 (mean ± std tables, ms per update, paired wins, goal check),
 `online_<dataset>_<setting>.png` and `command.txt`. With `:validate` it runs the
 hyperparameter search on validation splits of the training stream instead and writes
-`validation.csv` and `chosen.json`. The last line is `eml_wins=<n>/<datasets>` (benchmark)
-or `validated=<n methods>` (validate). `--merge=dir1,dir2` rebuilds the outputs from
+`validation.csv` and `chosen.json`. The last two lines of a benchmark are
+`eml_early100_sig_wins=<n>/<datasets> knn_sig_losses=<m>` (data sets where EML's online
+error over the first 100 I-stage instances is significantly lower than every baseline's,
+paired Wilcoxon over seeds, p < 0.05; comparisons where its 5-NN test error is significantly
+higher) and `eml_wins=<n>/<datasets>` (lowest mean 5-NN error); a validation ends with
+`validated=<n methods>`. `--merge=dir1,dir2` rebuilds the outputs from
 partial runs (e.g. one process per data set) instead of running. `--config.parallel_seeds=True`
 runs each method on all seeds at once over every device (a 1-D ``"data"`` mesh).
 """
@@ -63,7 +67,9 @@ def main(argv):
     rows, chosen = run_lib.run_validation(c, bar, mesh)
     bar.close()
     os.makedirs(workdir, exist_ok=True)
-    fields = ["dataset", "seed", "method", "params", "knn_error", "online_error"]
+    fields = ["dataset", "seed", "method", "params", "stage", "knn_error", "online_error",
+              "early100_online_error"]  # fmt: skip
+    rows = report.with_early(rows)
     with open(os.path.join(workdir, "validation.csv"), "w", newline="") as f:
       w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
       w.writeheader()
@@ -104,6 +110,15 @@ def main(argv):
     all(by_m["eml"]["knn_error_mean"] < by_m[b]["knn_error_mean"] for b in c.baselines if b in by_m)
     for by_m in one.values()
   )
+  sig_wins = sum(
+    all(by_m["eml"]["significant"]["early100_online_error"].get(b) == "win"
+        for b in c.baselines if b in by_m)
+    for by_m in one.values()
+  )  # fmt: skip
+  knn_losses = sum(
+    v == "loss" for by_m in one.values() for v in by_m["eml"]["significant"]["knn_error"].values()
+  )
+  print(f"eml_early100_sig_wins={sig_wins}/{len(one)} knn_sig_losses={knn_losses}")
   print(f"eml_wins={wins}/{len(one)}")
 
 

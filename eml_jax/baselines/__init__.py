@@ -2,11 +2,11 @@
 
 All are our own implementations of the published update rules, as `Method`s of the shared
 one-pass interface of `eml_jax.baselines.online` (inputs standardised and scaled by
-``1/√d``). Pairs and triplets come from the one-pass construction there: ``p`` the latest
-sample of the arriving class, ``q`` the latest sample of another class. Where a paper leaves
-a constant to the user (targets, thresholds) the choice is ours and says so.
+``1/√d``). Pairs and triplets come from OPML's one-pass construction as its authors' code
+builds it (`online.opml_triplet`; `opml_latest` keeps the earlier variant). Where a paper
+leaves a constant to the user (targets, thresholds) the choice is ours and says so.
 
-One module per paper: `euclidean` (no learning), `opml` (OPML, OPML_WARM), `oasis`,
+One module per paper: `euclidean` (no learning), `opml` (OPML, OPML_WARM, OPML_LATEST), `oasis`,
 `rdml`, `lego`, `opid`; `common` holds the init and embeddings they share.
 """
 
@@ -22,13 +22,14 @@ from eml_jax.baselines.online import (
   latest_pair,
   make_runner,
   online_step,
+  opml_triplet,
   run_stream,
 )
 from eml_jax.baselines.opid import OPID, opid_update
-from eml_jax.baselines.opml import OPML, OPML_WARM, opml_update
+from eml_jax.baselines.opml import OPML, OPML_LATEST, OPML_WARM, opml_update
 from eml_jax.baselines.rdml import RDML, rdml_update
 
-BASELINES = {m.name: m for m in (EUCLIDEAN, OPML, OPML_WARM, OASIS, RDML, LEGO, OPID)}
+BASELINES = {m.name: m for m in (EUCLIDEAN, OPML, OPML_WARM, OPML_LATEST, OASIS, RDML, LEGO, OPID)}
 
 
 def get_baseline(name: str) -> Method:
@@ -45,6 +46,7 @@ __all__ = [
   "OASIS",
   "OPID",
   "OPML",
+  "OPML_LATEST",
   "OPML_WARM",
   "RDML",
   "Method",
@@ -59,6 +61,7 @@ __all__ = [
   "oasis_update",
   "online_step",
   "opid_update",
+  "opml_triplet",
   "opml_update",
   "rdml_update",
   "run_stream",

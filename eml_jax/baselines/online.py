@@ -3,10 +3,12 @@
 Every baseline is a `Method`: pure ``init`` / ``update`` / ``embed`` functions on a metric
 pytree. `online_step` wraps them the same way for all methods (and the same way EML
 predicts online): predict the arriving ``x`` by k-NN over a per-class memory of the last
-``M`` samples in the method's metric, then form the one-pass triplet ``(x, p, q)`` with
-``p`` the latest sample of class ``y`` and ``q`` the latest sample of any other class
-(OPML's construction, Li et al. 2018), update the metric, push ``x`` into the memory.
-A whole stage is one jitted `lax.scan` (`make_runner`).
+``M`` samples in the method's metric, then form the one-pass triplet ``(x, p, q)``
+(`opml_triplet`: OPML's construction as its authors' code builds it, Li et al. 2018;
+`latest_pair`: the variant this project used before issue 15), update the metric, push
+``x`` into the memory. A whole stage is one jitted `lax.scan` (`make_runner`). Methods
+that transfer can start a stage with the previous stage's memory (`eml_jax.impute`), the
+same inherited memory as EML's.
 
 Inputs are expected standardised (training-split statistics) and scaled by ``1/√d``, so
 that the distance between two random instances is about 2 and margins transfer across
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from eml_jax import memory
+from eml_jax import impute, memory
 
 
 class Method(NamedTuple):
@@ -43,6 +45,8 @@ class Method(NamedTuple):
     transfer: ``(metric_T, surv_prev, surv_next, d_next, key) -> metric_I`` for methods
       that use the T-stage (None: the method learns the last stage only).
     predict: ``(metric, x) -> [] int`` online prediction, or None for memory k-NN.
+    triplet: "opml" (`opml_triplet`, the official construction) or "latest"
+      (`latest_pair`: the negative is the latest sample of any other class).
   """
 
   name: str
@@ -53,6 +57,7 @@ class Method(NamedTuple):
   hparams: dict | None = None
   transfer: Callable | None = None
   predict: Callable | None = None
+  triplet: str = "opml"
 
 
 @struct.dataclass
@@ -63,22 +68,34 @@ class OnlineState:
     metric: the method's pytree (e.g. ``L`` ``[d, d]``).
     mem: last ``M`` samples per class, ``x [C, M, d]``.
     last_t: ``[C]`` int32 arrival time of each class's latest sample (-1: none yet).
-    t: ``[]`` int32 updates done.
+    t: ``[]`` int32 updates done (carried across stages with an inherited memory).
+    first_t: ``[C]`` int32 arrival time of each class's first sample (-1: none yet); the
+      order of OPML's class queue.
+    inh: ``[C, M]`` bool, slots holding a sample carried from the previous stage.
+    ridge: `impute.RidgeMap` filling carried samples' new features (empty shapes unless
+      the inherited memory is imputed).
   """
 
   metric: Any
   mem: memory.ClassBuffer
   last_t: jax.Array
   t: jax.Array
+  first_t: jax.Array
+  inh: jax.Array
+  ridge: impute.RidgeMap
 
 
 def init_online(metric, n_classes: int, d: int, mem_size: int = 5) -> OnlineState:
   """Wraps a fresh metric with an empty memory."""
+  none = jnp.full((n_classes,), -1, jnp.int32)
   return OnlineState(
     metric,
     memory.buffer_init(n_classes, mem_size, d),
-    jnp.full((n_classes,), -1, jnp.int32),
+    none,
     jnp.zeros((), jnp.int32),
+    none,
+    jnp.zeros((n_classes, mem_size), bool),
+    impute.ridge_empty(),
   )
 
 
@@ -116,6 +133,45 @@ def latest_pair(state: OnlineState, y: jax.Array):
   return p, seen[y] > 0, q, other[c] >= 0
 
 
+def opml_triplet(state: OnlineState, y: jax.Array):
+  """OPML's one-pass triplet as built in its authors' code (WenbinLee/OPML, ``OML_OPML.m``).
+
+  The code keeps one queue entry per class (its latest sample), in the order of the
+  classes' first appearance, and the previous sample. For an arriving ``x`` of a class
+  already in the queue, with at least two classes in it: if the previous sample has
+  ``x``'s class, ``p`` is that sample and ``q`` the last queue entry (the one before it
+  when the last is ``x``'s own class); otherwise ``q`` is the previous sample and ``p``
+  the queue entry of ``x``'s class. No triplet otherwise (first sample of a class).
+
+  Returns:
+    ``(p [d], ok [], q [d], ok [])``.
+  """
+  M = state.mem.x.shape[1]
+  seen = state.mem.seen
+  C = seen.shape[0]
+
+  def latest_of(c):
+    return state.mem.x[c, (seen[c] - 1) % M]
+
+  ok = (state.first_t[y] >= 0) & (jnp.sum(state.first_t >= 0) >= 2)
+  prev_c = jnp.argmax(state.last_t)  # class of the previous sample
+  last_q = jnp.argmax(state.first_t)  # last queue entry
+  second_q = jnp.argmax(jnp.where(jnp.arange(C) == last_q, -2, state.first_t))
+  q_same = latest_of(jnp.where(last_q == y, second_q, last_q))
+  q = jnp.where(prev_c == y, q_same, latest_of(prev_c))
+  # p: the previous sample if it has x's class, else x's queue entry; both are the latest
+  # sample of class y.
+  return latest_of(y), ok, q, ok
+
+
+def _triplet(method: Method):
+  if method.triplet == "opml":
+    return opml_triplet
+  if method.triplet == "latest":
+    return latest_pair
+  raise ValueError(f"triplet must be 'opml' or 'latest', got {method.triplet!r}")
+
+
 def online_step(state: OnlineState, x, y, hp, *, method: Method, k: int = 5):
   """Predict ``x`` (memory k-NN or the method's own predictor), update, remember.
 
@@ -132,6 +188,11 @@ def online_step(state: OnlineState, x, y, hp, *, method: Method, k: int = 5):
   """
   C, M, d = state.mem.x.shape
   y = jnp.asarray(y, jnp.int32)
+  stored, ridge = state.mem, state.ridge
+  if ridge.ss.shape[0] and ridge.as_.shape[0]:  # static: imputing carried samples
+    ridge = impute.ridge_update(ridge, x)
+    lam = hp.get("mem_ridge", jnp.float32(1.0))
+    state = state.replace(mem=stored.replace(x=impute.view(stored.x, state.inh, ridge, lam)))
   if method.predict is not None:
     pred = method.predict(state.metric, x)
   else:
@@ -139,11 +200,11 @@ def online_step(state: OnlineState, x, y, hp, *, method: Method, k: int = 5):
     _, Ge = method.embed(state.metric, state.mem.x.reshape(C * M, d))
     s = scores(Qe, Ge, method.mode)
     pred = vote(s, state.mem.labels.reshape(-1), state.mem.valid.reshape(-1), min(k, C * M), C)[0]
-  p, p_ok, q, q_ok = latest_pair(state, y)
+  p, p_ok, q, q_ok = _triplet(method)(state, y)
   metric = method.update(state.metric, x, y, p, p_ok, q, q_ok, hp)
-  new = OnlineState(
-    metric, memory.ring_push(state.mem, x, y), state.last_t.at[y].set(state.t), state.t + 1
-  )
+  mem, inh = impute.push(stored, state.inh, x, y)
+  first_t = state.first_t.at[y].set(jnp.where(state.first_t[y] < 0, state.t, state.first_t[y]))
+  new = OnlineState(metric, mem, state.last_t.at[y].set(state.t), state.t + 1, first_t, inh, ridge)
   return new, {"mistake": pred != y}
 
 
@@ -198,7 +259,10 @@ def resolve_hparams(method: Method, hp: dict) -> dict:
   return {k: jnp.asarray(v, jnp.float32) for k, v in {**(method.hparams or {}), **hp}.items()}
 
 
-def begin_stage(method: Method, stages, t: int, prev, key, *, n_classes: int, mem_size: int = 5):
+def begin_stage(
+  method: Method, stages, t: int, prev, key, *, n_classes: int, mem_size: int = 5,
+  memory_mode: str = "none",
+):  # fmt: skip
   """Host-side start of learned stage ``t``: a fresh metric, or the previous one transferred.
 
   Args:
@@ -210,9 +274,12 @@ def begin_stage(method: Method, stages, t: int, prev, key, *, n_classes: int, me
     key: PRNG key.
     n_classes: number of classes.
     mem_size: memory slots per class.
+    memory_mode: what the memory holds after a transfer: "none" (empty), "zero" or
+      "ridge" (the previous stage's samples on the survived features, `eml_jax.impute`).
 
   Returns:
-    ``(key, state)``: the key for the next stage and a fresh `OnlineState`.
+    ``(key, state)``: the key for the next stage and a fresh `OnlineState` (with the
+    carried memory, queue order and clock when ``memory_mode`` is not "none").
   """
   from eml_jax import stream as stream_lib  # local: keeps this module free of host helpers
 
@@ -229,10 +296,23 @@ def begin_stage(method: Method, stages, t: int, prev, key, *, n_classes: int, me
     metric = method.transfer(prev.metric, tr.survived_prev, tr.survived_next, d, k_init)
     if surv is not None:  # middle stage of a multi-shot stream: a fresh compressor etc.
       metric = _merge_middle(metric, method.init(k_init, d, n_classes, surv))
+    if memory_mode not in impute.MODES:
+      raise ValueError(f"memory_mode must be one of {impute.MODES}, got {memory_mode!r}")
+    if memory_mode != "none":
+      d_prev = stages[t - 1].X.shape[1]
+      mem, inh = impute.carry_buffer(
+        prev.mem, tr.survived_prev, tr.survived_next, d, impute.input_scale(d_prev, d)
+      )
+      ridge = impute.ridge_init(tr.survived_next, d) if memory_mode == "ridge" else None
+      state = OnlineState(metric, mem, prev.last_t, prev.t, prev.first_t, inh,
+                          impute.ridge_empty() if ridge is None else ridge)  # fmt: skip
+      return key, state
   return key, init_online(metric, n_classes, d, mem_size)
 
 
-def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None, mem_size=5):
+def run_stream(
+  method: Method, stream, hp: dict, key: jax.Array, *, runner=None, mem_size=5, memory_mode="none"
+):
   """Runs a baseline over a `Stream` whose stages are already scaled.
 
   Methods with a ``transfer`` learn every stage and carry the metric across transitions
@@ -245,6 +325,7 @@ def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None,
     key: PRNG key (for methods whose init or transfer is random).
     runner: a cached `make_runner(method)` (built here if None).
     mem_size: memory slots per class.
+    memory_mode: see `begin_stage` (methods with a ``transfer`` only).
 
   Returns:
     ``(state, [metrics per learned stage])`` with ``[n_t]`` ``mistake`` arrays.
@@ -255,8 +336,9 @@ def run_stream(method: Method, stream, hp: dict, key: jax.Array, *, runner=None,
   out, state = [], None
   for t in range(first_learned_stage(method, len(stages)), len(stages)):
     key, state = begin_stage(
-      method, stages, t, state, key, n_classes=stream.n_classes, mem_size=mem_size
-    )
+      method, stages, t, state, key, n_classes=stream.n_classes, mem_size=mem_size,
+      memory_mode=memory_mode,
+    )  # fmt: skip
     st = stages[t]
     state, m = runner(state, jnp.asarray(st.X, jnp.float32), jnp.asarray(st.y, jnp.int32), hp)
     out.append(m)

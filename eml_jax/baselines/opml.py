@@ -3,9 +3,12 @@
 Li, Gong, Zhang, Chen, Li, Shan, *OPML: A one-pass closed-form solution for online metric
 learning*, Pattern Recognition 75, 2018.
 
-* `OPML`: the closed-form update on the last stage only.
+* `OPML`: the closed-form update on the last stage only, on the triplets of the authors'
+  code (github WenbinLee/OPML, ``OML_OPML.m``; `online.opml_triplet`).
 * `OPML_WARM`: OPML learned on the T-stage, its survived block warm-starts the I-stage
   (our variant for feature evolution).
+* `OPML_LATEST`: OPML on the triplets this project used before issue 15 (negative: the
+  latest sample of any other class; `online.latest_pair`), kept for comparison.
 """
 
 from __future__ import annotations
@@ -57,3 +60,4 @@ def _opml_warm_transfer(L_T, surv_prev, surv_next, d_next, key):
 
 
 OPML_WARM = OPML._replace(name="opml_warm", transfer=_opml_warm_transfer)
+OPML_LATEST = OPML._replace(name="opml_latest", triplet="latest")

@@ -52,3 +52,48 @@ def test_paired_wins_and_tables(tmp_path):
   one = report.write_all(_rows(), tmp_path / "out", baselines=("euclidean",), ablations=())
   assert "Goal check" in (tmp_path / "out" / "tables.md").read_text()
   assert (tmp_path / "out" / "online_toy_one.png").exists() and "toy" in one
+
+
+def test_wilcoxon_verdicts_from_known_cases():
+  base = np.linspace(0.2, 0.5, 10)
+  lower = base - np.linspace(0.01, 0.1, 10)  # 10 negative, distinct differences
+  # Exact two-sided signed-rank p with all 10 ranks on one side: 2 / 2**10.
+  v, p = report.wilcoxon_verdict(lower, base)
+  assert v == "win" and p == pytest.approx(2 / 1024)
+  assert report.wilcoxon_verdict(base, lower)[0] == "loss"
+  assert report.wilcoxon_verdict(base, base) == ("tie", 1.0)
+  mixed = base + np.array([1, -1] * 5) * np.linspace(0.01, 0.1, 10)
+  v, p = report.wilcoxon_verdict(mixed, base)
+  assert v == "tie" and p > 0.05
+  # 4 seeds cannot reach p < 0.05 (smallest exact two-sided p: 2 / 16).
+  assert report.wilcoxon_verdict(lower[:4], base[:4])[0] == "tie"
+  with pytest.raises(ValueError):
+    report.wilcoxon_verdict(lower[:3], base)
+
+
+def test_early_windows_and_significance_in_summary():
+  rows = []
+  for seed in range(8):
+    for m, first in (("eml", 0), ("opid", 1)):
+      mist = np.zeros(150, bool)
+      mist[:30] = first  # opid errs on its first 30 instances, EML never
+      mist[100 + seed] = True
+      rows.append(dict(dataset="toy", setting="one", seed=seed, method=m, mistakes=mist,
+                       knn_error=0.1 + 0.01 * seed, online_error=float(mist.mean()),
+                       sec_per_update=1e-3))  # fmt: skip
+  assert report.early_error(rows[1]["mistakes"], 25) == 1.0
+  assert report.early_error(rows[1]["mistakes"], 1000) == pytest.approx(31 / 150)
+  s = report.summarize(rows, "one", baselines=("opid",))
+  e = s["toy"]["eml"]
+  assert (
+    e["early25_online_error_mean"] == 0 and s["toy"]["opid"]["early50_online_error_mean"] == 0.6
+  )
+  assert e["early100_online_error_mean"] == 0 and e["n_last_stage"] == 150
+  # Every seed: EML 0 vs OPID 0.3 over the first 100 (8 tied differences: normal
+  # approximation, p ≈ 0.005); the 5-NN errors are identical: a tie with p = 1.
+  assert e["significant"] == {
+    "early100_online_error": {"opid": "win"},
+    "knn_error": {"opid": "tie"},
+  }
+  assert e["wilcoxon_p"]["early100_online_error"]["opid"] < 0.05
+  assert "significant" not in s["toy"]["opid"]
