@@ -53,11 +53,11 @@ def main(argv):
   model = eval_lib.build_model(c)
   methods = _registered(c.methods, "sweep")
   ladder = _registered(c.ladder_methods, "ladder")
-  for b in c.budgets_gflops:  # an unreachable budget fails before any run
+  for i, b in enumerate(c.budgets_gflops):  # an unreachable budget fails before any run
     for m in methods:
-      eval_lib.schedule_for(c, model, m, b)
+      eval_lib.schedule_for(c, model, m, b, field=f"config.budgets_gflops[{i}]")
   for m in ladder:
-    eval_lib.schedule_for(c, model, m, c.ladder_budget_gflops)
+    eval_lib.schedule_for(c, model, m, c.ladder_budget_gflops, field="config.ladder_budget_gflops")
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
   print(f"model     {c.model_name} {c.model.to_dict()}")

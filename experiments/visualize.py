@@ -26,7 +26,7 @@ def main(argv):
   model = eval_lib.build_model(c)
   methods = [m for m in c.methods if m in zt.PRUNERS]
   for m in methods:  # a bad budget or r fails before any work
-    eval_lib.schedule_for(c, model, m, c.budget_gflops)
+    eval_lib.schedule_for(c, model, m, c.budget_gflops, field="config.budget_gflops")
   c.unlock()
   c.data.num_examples = c.num_images
   c.data.batch_size = c.num_images

@@ -299,5 +299,5 @@ def test_sweep_refuses_a_budget_above_the_unpruned_cost(tmp_path):
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env={**os.environ})  # fmt: skip
   line = _fatal_line(proc)
-  assert "budget=0.5 is at or above the unpruned model's" in line, line
+  assert "config.budgets_gflops[0]=0.5 is at or above the unpruned model's" in line, line
   assert not (tmp_path / "sweep.csv").exists()

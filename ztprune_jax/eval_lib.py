@@ -188,7 +188,9 @@ def _check_budget(budget, field: str) -> float:
   return float(budget)
 
 
-def schedule_for(config, model, method: str, budget_gflops=None) -> evaluation.BudgetSchedule:
+def schedule_for(
+  config, model, method: str, budget_gflops=None, *, field: str | None = None
+) -> evaluation.BudgetSchedule:
   """The schedule of ``method``: ``config.r`` if set, else the budget's constant-r schedule.
 
   Never silently unpruned: ``r < 1``, a budget at or above the unpruned model's GFLOPs,
@@ -196,11 +198,19 @@ def schedule_for(config, model, method: str, budget_gflops=None) -> evaluation.B
   the unpruned model); so is a budget below what ``method`` reaches, and an ``r`` that
   ToMe would cap in its first merging block (`tome_caps` reports later caps).
 
+  Args:
+    config: an eval-style config (``r``, ``budget_gflops``, ``layers``, method options).
+    model: the unpruned model.
+    method: a name in `pruners.PRUNERS`, or ``"none"``.
+    budget_gflops: the budget (``config.budget_gflops`` when None).
+    field: the config field ``budget_gflops`` came from, for messages.
+
   Raises:
     ValueError: as above; the message names the config field and what is valid.
   """
   _check_method(method)
-  field = "config.budget_gflops" if budget_gflops is None else "budget"
+  if field is None:
+    field = "config.budget_gflops" if budget_gflops is None else "budget"
   budget = config.get("budget_gflops") if budget_gflops is None else budget_gflops
   if budget is not None:
     budget = _check_budget(budget, field)
