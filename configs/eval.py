@@ -62,6 +62,23 @@ def data_config(name="fashion_mnist", batch_size=256):
   return d
 
 
+# VisionTransformer fields a checkpoint may need (a fine-tuned head, another image size,
+# Hugging Face's ln_eps=1e-12); each None keeps the `model_name` preset's value.
+MODEL_FIELDS = {
+  "num_classes": int, "image_size": int, "patch_size": int, "width": int, "depth": int,
+  "num_heads": int, "mlp_dim": int, "in_channels": int, "ln_eps": float,
+  "layerscale_init": float, "class_token": bool, "dist_token": bool, "global_pool": str,
+  "fc_norm": bool,
+}  # fmt: skip
+
+
+def model_config(**values):
+  """The `model` block: every `MODEL_FIELDS` entry a placeholder, set where given."""
+  m = ml_collections.ConfigDict({k: placeholder(t) for k, t in MODEL_FIELDS.items()})
+  m.update(values)
+  return m
+
+
 def method_options():
   """Per-method options of `prune` (applied whenever that method runs)."""
   zt = zero_tprune.get_config("deit_s_a")
@@ -85,7 +102,7 @@ def base_config(preset, runlocal):
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.model_name = "vit_fmnist_patch4_28"
-  c.model = ml_collections.ConfigDict()  # VisionTransformer field overrides
+  c.model = model_config()  # VisionTransformer field overrides (None: the preset's)
   c.checkpoint = placeholder(str)  # None: seeded random init
   c.seed = 0
   c.data = data_config()
@@ -104,8 +121,8 @@ def base_config(preset, runlocal):
     c.data.num_threads = 8
   if runlocal:
     c.model_name = "deit_tiny_patch16_224"
-    c.model = ml_collections.ConfigDict(
-      dict(depth=2, image_size=28, patch_size=7, width=64, num_heads=2, mlp_dim=128, num_classes=10)
+    c.model = model_config(
+      depth=2, image_size=28, patch_size=7, width=64, num_heads=2, mlp_dim=128, num_classes=10
     )
     c.checkpoint = None
     c.data = data_config("fashion_mnist", batch_size=32)

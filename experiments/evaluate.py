@@ -27,7 +27,7 @@ def main(argv):
   eval_lib.schedule_for(c, model, c.method)  # a bad method or budget fails before any work
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
-  print(f"model     {c.model_name} {c.model.to_dict()}")
+  print(f"model     {c.model_name} {eval_lib.model_overrides(c)}")
   print(f"weights   {weights}")
   print(f"data      {data_desc}")
   record = eval_lib.run_point(c, model, params, loader, c.method)

@@ -60,7 +60,7 @@ def main(argv):
     eval_lib.schedule_for(c, model, m, c.ladder_budget_gflops, field="config.ladder_budget_gflops")
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
-  print(f"model     {c.model_name} {c.model.to_dict()}")
+  print(f"model     {c.model_name} {eval_lib.model_overrides(c)}")
   print(f"weights   {weights}")
   print(f"data      {data_desc}")
   writer, _ = eval_lib.metric_writer(workdir, c.tensorboard)

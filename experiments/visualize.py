@@ -34,7 +34,7 @@ def main(argv):
   loader, data_desc = eval_lib.build_loader(c, model)
   params, weights = eval_lib.load_params(c, model)
   images = next(iter(loader)).images  # [n, H, W, C]
-  print(f"model     {c.model_name} {c.model.to_dict()}")
+  print(f"model     {c.model_name} {eval_lib.model_overrides(c)}")
   print(f"weights   {weights}")
   print(f"data      {data_desc}")
   panels = {}

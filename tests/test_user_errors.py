@@ -107,9 +107,10 @@ def test_placeholders_clear_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("module", [eval_config, sweep_config, visualize_config])
 def test_optional_fields_are_placeholders(module):
   c = module.get_config("runlocal")
-  assert "class_map" in c.data and "nonfinite" in c.data
-  for path in ("data.split", "data.num_examples", "data.class_map", "checkpoint", "r",
-               "budget_gflops"):  # fmt: skip
+  assert "class_map" in c.data and "nonfinite" in c.data and "num_classes" in c.model
+  optional = ("data.split", "data.num_examples", "data.class_map", "checkpoint", "r",
+              "budget_gflops", "model.num_classes", "model.ln_eps", "model.image_size")  # fmt: skip
+  for path in optional:
     *parents, leaf = path.split(".")
     node = c
     for p in parents:
@@ -141,7 +142,9 @@ def test_image_folder_end_to_end_needs_a_mapping_for_names_the_head_lacks(tmp_pa
   assert "pass class_map=" in line and "['cat', 'dog']" in line and "10 outputs" in line, line
   mapping = tmp_path / "classes.json"
   mapping.write_text(json.dumps({"cat": 3, "dog": 5}))
-  proc = _evaluate(tmp_path / "b", *folder, f"--config.data.class_map={mapping}")
+  # A checkpoint's model fields are overridable (here the runlocal values themselves).
+  proc = _evaluate(tmp_path / "b", *folder, f"--config.data.class_map={mapping}",
+                   "--config.model.num_classes=10", "--config.model.ln_eps=1e-6")  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-3000:]
   (record,) = [json.loads(p.read_text()) for p in (tmp_path / "b").glob("*.json")]
   assert record["num_examples"] == 8 and "class_map file" in record["dataset"]

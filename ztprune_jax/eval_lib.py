@@ -37,6 +37,7 @@ __all__ = [
   "load_params",
   "method_options",
   "metric_writer",
+  "model_overrides",
   "run_point",
   "schedule_for",
   "tome_caps",
@@ -46,9 +47,17 @@ __all__ = [
 UNPRUNED = evaluation.UNPRUNED
 
 
+def model_overrides(config) -> dict[str, Any]:
+  """The ``config.model`` fields that are set (None keeps the named model's value)."""
+  return {k: v for k, v in config.model.to_dict().items() if v is not None}
+
+
 def build_model(config) -> VisionTransformer:
-  """``config.model_name`` with the ``config.model`` field overrides."""
-  return create_model(config.model_name, **config.model.to_dict())
+  """``config.model_name`` with the ``config.model`` field overrides that are set."""
+  try:
+    return create_model(config.model_name, **model_overrides(config))
+  except (ValueError, KeyError) as e:
+    raise ValueError(f"config.model_name={config.model_name!r} / config.model: {e}") from e
 
 
 def load_params(config, model: VisionTransformer) -> tuple[Any, str]:
