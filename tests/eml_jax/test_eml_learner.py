@@ -171,7 +171,9 @@ def test_switches(lrn):
   _, m1 = eml.run_stage(lrn, sI, I.X, I.y, eml.HParams.create(nu=1.0))
   assert not np.any(m0["ot_active"]) and np.all(m1["ot_active"])
   assert np.all(np.asarray(m0["ot_cost"]) == 0) and np.all(np.asarray(m1["ot_cost"]) > 0)
-  assert np.mean(m1["converged"]) > 0.5 and np.all(np.asarray(m1["n_iters"]) > 0)
+  # Every Sinkhorn solve converges on this stream: measured 60/60 with at most 70 of the
+  # default 200 iterations (seed 0; with seeds 1 and 2: 60/60 and 57/60, max 90 and 200).
+  assert np.all(m1["converged"]) and np.all(np.asarray(m1["n_iters"]) > 0)
   # μ = 0: no forwarding term.
   _, sa, _, ma = _states(lrn, s, eml.HParams.create(mu=0.0))
   _, sb, _, mb = _states(lrn, s, eml.HParams.create(mu=1.0))
