@@ -346,10 +346,17 @@ def measure_eval_throughput(
   batch = parallel.shard_batch(mesh, (images, labels, mask))
   params = parallel.replicate(mesh, params)
   args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(key, 0))
-  jax.block_until_ready(step(params, *batch, args))  # warm (compiled by `evaluate`)
+  return _timed_calls(lambda: step(params, *batch, args), batch_size, warmup=1, iters=iters)
+
+
+def _timed_calls(call, batch_size: int, *, warmup: int, iters: int) -> dict[str, float]:
+  """Runs ``call()`` ``warmup`` times untimed, then times ``iters`` calls (async dispatch,
+  one final `block_until_ready`); returns the throughput record."""
+  for _ in range(warmup):
+    jax.block_until_ready(call())
   t0 = time.perf_counter()
   for _ in range(iters):
-    out = step(params, *batch, args)
+    out = call()
   jax.block_until_ready(out)
   dt = time.perf_counter() - t0
   return {
@@ -420,19 +427,7 @@ def measure_throughput(
       return model.apply({"params": params}, x)
     return model.apply({"params": params}, x, transform_args=args)
 
-  for _ in range(warmup):
-    jax.block_until_ready(forward(params, x, args))
-  t0 = time.perf_counter()
-  for _ in range(iters):
-    out = forward(params, x, args)
-  jax.block_until_ready(out)
-  dt = time.perf_counter() - t0
-  return {
-    "img_per_s": batch_size * iters / dt,
-    "ms_per_batch": 1e3 * dt / iters,
-    "batch_size": float(batch_size),
-    "iters": float(iters),
-  }
+  return _timed_calls(lambda: forward(params, x, args), batch_size, warmup=warmup, iters=iters)
 
 
 def kept_masks(model: VisionTransformer, state, grid: int) -> np.ndarray | None:

@@ -75,31 +75,9 @@ def test_evaluate_counts_masked_topk_like_numpy(rng):
   assert evaluation.evaluate(pruned, params, loader, progress=False).top1 == res.top1
 
 
-def test_evaluate_compiles_once_per_shape(rng):
-  model = _tiny()
-  params = model.init(rng, jnp.zeros((1, 16, 16, 3)))["params"]
-  src = data.InMemorySource(np.zeros((9, 16, 16, 3), np.float32), np.zeros(9, np.int32))
-  traces = []
-  real = evaluation.eval_step
-
-  def counting(*a, **k):
-    traces.append(1)
-    return real(*a, **k)
-
-  evaluation.eval_step = counting
-  evaluation._jitted_eval_step.cache_clear()  # earlier tests may have built this model's step
-  try:
-    evaluation.evaluate(model, params, data.BatchLoader(src, 4), progress=False)
-  finally:
-    evaluation.eval_step = real
-  assert len(traces) == 1  # 3 batches, last one padded: one trace
-
-
-def test_eval_throughput_reuses_the_evaluation_program(rng, monkeypatch):
-  """`measure_eval_throughput` after `evaluate` at the same batch size traces nothing new."""
-  params = _tiny().init(rng, jnp.zeros((1, 16, 16, 3)))["params"]
-  model = zt.prune(_tiny(), "random", {"r": 3})
-  src = data.InMemorySource(np.zeros((8, 16, 16, 3), np.float32), np.zeros(8, np.int32))
+@pytest.fixture
+def eval_traces(monkeypatch):
+  """A list that grows by one each time `evaluation.eval_step` is traced (fresh step cache)."""
   traces = []
   real = evaluation.eval_step
 
@@ -108,7 +86,25 @@ def test_eval_throughput_reuses_the_evaluation_program(rng, monkeypatch):
     return real(*a, **k)
 
   monkeypatch.setattr(evaluation, "eval_step", counting)
-  evaluation._jitted_eval_step.cache_clear()
+  evaluation._jitted_eval_step.cache_clear()  # earlier tests may have built the same step
+  yield traces
+  evaluation._jitted_eval_step.cache_clear()  # drop steps that trace the counting wrapper
+
+
+def test_evaluate_compiles_once_per_shape(rng, eval_traces):
+  model = _tiny()
+  params = model.init(rng, jnp.zeros((1, 16, 16, 3)))["params"]
+  src = data.InMemorySource(np.zeros((9, 16, 16, 3), np.float32), np.zeros(9, np.int32))
+  evaluation.evaluate(model, params, data.BatchLoader(src, 4), progress=False)
+  assert len(eval_traces) == 1  # 3 batches, last one padded: one trace
+
+
+def test_eval_throughput_reuses_the_evaluation_program(rng, eval_traces):
+  """`measure_eval_throughput` after `evaluate` at the same batch size traces nothing new."""
+  params = _tiny().init(rng, jnp.zeros((1, 16, 16, 3)))["params"]
+  model = zt.prune(_tiny(), "random", {"r": 3})
+  src = data.InMemorySource(np.zeros((8, 16, 16, 3), np.float32), np.zeros(8, np.int32))
+  traces = eval_traces
   evaluation.evaluate(model, params, data.BatchLoader(src, 4), progress=False)
   assert len(traces) == 1
   tp = evaluation.measure_eval_throughput(model, params, batch_size=4, image_shape=(16, 16, 3),
