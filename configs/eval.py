@@ -22,6 +22,12 @@ Presets:
     weights: accuracies are chance level and only check the plumbing (our run, seed 0,
     2 CPU cores: `top1=0.1875` at 0.001151 GFLOPs; the smoke test checks the outputs).
 
+Your own images and weights (README "Your own model and images"): `data.name=image_folder`,
+`data.data_dir=root` (`root/<class>/<image>`, or `data.split=<sub-folder>`), `data.class_map`
+(JSON `{"<class folder>": <output index>}`), `checkpoint`, `model_name` and `model.*`
+(e.g. `model.num_classes`). Optional fields are placeholders: `--config.<field>=None` clears
+them.
+
 Writes `<workdir>/<method>_<gflops>g.json` (the record) and appends a row to
 `<workdir>/results.csv`; TensorBoard scalars when clu's writer has a backend.
 """
