@@ -185,6 +185,15 @@ def test_class_labels_rules(tmp_path):
   assert src.labels.tolist() == [2, 2, 9, 9]
 
 
+def test_an_undecodable_image_is_named(tmp_path):
+  root = _write_folder(tmp_path / "imgs", ["0", "1"])
+  (root / "1" / "2.png").write_bytes(b"not a png")
+  src = data.make_source("image_folder", data.EvalTransform(image_size=8), data_dir=str(root),
+                         num_classes=2)  # fmt: skip
+  with pytest.raises(ValueError, match=r"image 4 \('.*2.png'\) cannot be decoded"):
+    src.get_batch([0, 4])
+
+
 def test_image_folder_with_and_without_split_folders(tmp_path):
   t = data.EvalTransform(image_size=8, crop_pct=1.0)
   for split in ("train", "val"):

@@ -230,9 +230,16 @@ class ImageFolder:
     return len(self.files)
 
   def get(self, i: int) -> tuple[np.ndarray, int]:
-    """Example ``i``: ``([H, W, C] float32, label)``."""
-    with Image.open(self.files[i]) as image:
-      return self.transform(image), int(self.labels[i])
+    """Example ``i``: ``([H, W, C] float32, label)``.
+
+    Raises:
+      ValueError: the file is not an image PIL can decode (the message names it).
+    """
+    try:
+      with Image.open(self.files[i]) as image:
+        return self.transform(image), int(self.labels[i])
+    except (OSError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files
+      raise ValueError(f"image {i} ({str(self.files[i])!r}) cannot be decoded: {e}") from e
 
   def get_batch(self, indices) -> tuple[np.ndarray, np.ndarray]:
     pairs = [self.get(int(i)) for i in indices]
