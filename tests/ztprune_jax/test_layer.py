@@ -1,4 +1,10 @@
-"""I-stage selection and the I′ → S → I pruning layer."""
+"""I-stage selection and the I′ → S → I pruning layer.
+
+The layer tests here check that it composes the library's own stages (`reduce_heads`,
+`weighted_pagerank`, `s_stage`, `topk_keep`) in the spec's order, plus shapes, jit and
+tracing; the independent oracle (a float64 numpy layer written from the spec, and
+hand-made attention run through `prune()`) is in test_layer_oracle.py.
+"""
 
 import dataclasses
 import functools

@@ -196,7 +196,7 @@ LAYER_CASES = dict(
 @settings(max_examples=6, deadline=None)
 @given(**LAYER_CASES)
 @example(7, 2, 3, 11, 30, None, True, "rms", True, (0.01, 0.7), 3.0, 1.0, 0.5)
-@example(8, 2, 2, 8, 3, 1, False, "mean", False, (0.01, 0.7), 1.0, 1.0, 0.5)
+@example(8, 2, 2, 8, 3, 1, False, "mean", False, (0.01, 0.7), 3.0, 1.0, 0.5)  # RMS keeps others
 @example(9, 1, 3, 11, 30, 1, True, "mean", True, (0.05, 0.3), 3.0, 0.6, 0.7)
 @example(10, 1, 1, 8, 1, None, False, "rms", True, (0.2, 50.0), 1.0, 0.5, 0.3)
 def test_layer_keeps_the_reference_tokens(seed, num_prefix, H, M, num_iters, prime_iters,
@@ -246,23 +246,26 @@ def test_reference_and_library_disagree_only_within_float32_error():
 
 # --------------------------------------------- hand-made cases through prune() on a tiny ViT
 #
-# A 2-block ViT on 16x16 images with 4x4 patches (16 patch tokens), width 12, 2 heads of
-# 6 channels, whose weights are written by hand so that block 1's attention and keys are
-# known functions of the image, and block 0 is a decoy with the opposite preferences.
+# A 2-block ViT on 16x16 images with 4x4 patches (16 patch tokens), width 14, 2 heads of
+# 7 channels, whose weights are written by hand so that block 1's attention and keys are
+# known functions of the image, and block 0 is a decoy with the opposite preferences
+# and its own texture.
 # Both blocks add nothing to the residual stream (zero `proj` and `fc2`), so every block
 # sees the embedding itself. A pruning layer after block 1 must use block 1's attention
 # and keys; one that read block 0's would keep other tokens.
 #
-# Image channels per patch (constant over the patch): u0, u1, T·cos θ, T·sin θ. The patch
-# embedding writes each as a (+v, −v) channel pair plus a (+S, −S) pair, so every token
-# has mean zero and LayerNorm divides it by σ ≈ S/√6 (S = 100 dominates, σ varies by
-# < 0.2 % across tokens). In block 1, query bias (β, 0, …) with β = σ√6/γ and key
-# (γ·u_h/σ, T cos θ/σ, T sin θ/σ, 0, 0, 0) give head h the logits ≈ u_h(j) for every
-# query: all rows of A_h equal softmax_j(u_h), so WPR (any iteration count, on any
-# renormalised sub-graph) scores token j by softmax(u_h)_j and ranks tokens by u_h.
-# The S-stage feature (head-mean key) is dominated by the texture angle θ (γ = 0.1).
+# Image channels per patch (constant over the patch): u0, u1, T·cos θ, T·sin θ, T·cos φ,
+# T·sin φ. The patch embedding writes each as a (+v, −v) channel pair plus a (+S, −S)
+# pair, so every token has mean zero and LayerNorm divides it by σ ≈ S/√7 (S = 100
+# dominates, σ varies by < 0.2 % across tokens). In block 1, query bias (β, 0, …) with
+# β = σ√7/γ and key (γ·u_h/σ, T cos θ/σ, T sin θ/σ, 0, …) give head h the logits
+# ≈ u_h(j) for every query: all rows of A_h equal softmax_j(u_h), so WPR (any iteration
+# count, on any renormalised sub-graph) scores token j by softmax(u_h)_j and ranks tokens
+# by u_h. The S-stage feature (head-mean key) is dominated by the texture angle θ
+# (γ = 0.1). Block 0 has the opposite query bias (prefers low u) and keys built on the
+# decoy angle φ (θ in reversed patch order) instead of θ.
 
-IMG, PATCH, WIDTH, HEADS = 16, 4, 12, 2
+IMG, PATCH, WIDTH, HEADS, CHANNELS = 16, 4, 14, 2, 6
 S_BIG, T_TEX, GAMMA = 100.0, 10.0, 0.1
 
 
@@ -270,23 +273,23 @@ S_BIG, T_TEX, GAMMA = 100.0, 10.0, 0.1
 def crafted_model(num_prefix=1):
   model = zt.models.VisionTransformer(
     num_classes=2, patch_size=PATCH, image_size=IMG, width=WIDTH, depth=2, num_heads=HEADS,
-    mlp_dim=WIDTH, dist_token=num_prefix == 2, in_channels=4,
+    mlp_dim=WIDTH, dist_token=num_prefix == 2, in_channels=CHANNELS,
   )  # fmt: skip
-  params = model.init(jax.random.key(0), jnp.zeros((1, IMG, IMG, 4)))["params"]
+  params = model.init(jax.random.key(0), jnp.zeros((1, IMG, IMG, CHANNELS)))["params"]
   flat = {k: np.zeros_like(np.asarray(v)) for k, v in
           flax.traverse_util.flatten_dict(params, sep="/").items()}  # fmt: skip
-  kernel = np.zeros((PATCH, PATCH, 4, WIDTH), np.float32)
-  for c in range(4):  # image channel c -> token channels (2c, 2c+1) = (+v, -v)
+  kernel = np.zeros((PATCH, PATCH, CHANNELS, WIDTH), np.float32)
+  for c in range(CHANNELS):  # image channel c -> token channels (2c, 2c+1) = (+v, -v)
     kernel[:, :, c, 2 * c] = 1.0 / PATCH**2
     kernel[:, :, c, 2 * c + 1] = -1.0 / PATCH**2
   flat["embed/patch/kernel"] = kernel
-  flat["embed/patch/bias"][8:10] = (S_BIG, -S_BIG)
+  flat["embed/patch/bias"][12:14] = (S_BIG, -S_BIG)
   prefix = np.zeros((1, 1, WIDTH), np.float32)
-  prefix[..., 8:10] = (S_BIG, -S_BIG)  # prefix tokens: u = 0, no texture
+  prefix[..., 12:14] = (S_BIG, -S_BIG)  # prefix tokens: u = 0, no texture
   flat["embed/cls_token"] = prefix
   if num_prefix == 2:
     flat["embed/dist_token"] = prefix
-  sigma = S_BIG / np.sqrt(6.0)
+  sigma = S_BIG / np.sqrt(7.0)
   dh = WIDTH // HEADS
   for blk, sign in (("block_0", -1.0), ("block_1", 1.0)):
     for ln in ("norm1", "norm2"):
@@ -297,33 +300,39 @@ def crafted_model(num_prefix=1):
       qkv_b[q0] = sign * sigma * np.sqrt(dh) / GAMMA  # block 0 prefers low u (decoy)
       qkv_k[2 * h, k0] = GAMMA  # importance of head h: image channel h
       if blk == "block_1":
-        qkv_k[4, k0 + 1] = qkv_k[6, k0 + 2] = 1.0  # texture (cos, sin)
+        qkv_k[4, k0 + 1] = qkv_k[6, k0 + 2] = 1.0  # texture θ (cos, sin)
       else:
-        qkv_k[6, k0 + 1] = qkv_k[4, k0 + 2] = 1.0  # decoy: angle mirrored
+        qkv_k[8, k0 + 1] = qkv_k[10, k0 + 2] = 1.0  # decoy texture φ
   flat["norm/scale"][:] = 1.0
   params = flax.traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v)
                                               for k, v in flat.items()})  # fmt: skip
   return model, params
 
 
-def crafted_images(u0, u1=None, theta=None):
-  """``[1, 16, 16, 4]``: patch j (row-major) constant (u0[j], u1[j], T cos θ_j, T sin θ_j)."""
+def crafted_images(u0, u1=None, theta=None, phi=None):
+  """``[1, 16, 16, 6]``: patch j (row-major) constant (u0, u1, T cos θ, T sin θ, T cos φ,
+  T sin φ) at j; the decoy angle φ defaults to θ in reversed patch order."""
   u0 = np.asarray(u0, np.float32)
   u1 = u0 if u1 is None else np.asarray(u1, np.float32)
   theta = np.zeros(16) if theta is None else np.asarray(theta)
-  per_patch = np.stack([u0, u1, T_TEX * np.cos(theta), T_TEX * np.sin(theta)], -1)  # [16, 4]
-  grid = per_patch.reshape(4, 4, 1, 1, 4).transpose(0, 2, 1, 3, 4)  # [gh, 1, gw, 1, 4]
-  return jnp.asarray(np.broadcast_to(grid, (4, PATCH, 4, PATCH, 4)).reshape(1, IMG, IMG, 4))
+  phi = theta[::-1] if phi is None else np.asarray(phi)
+  per_patch = np.stack([u0, u1, *(T_TEX * f(a) for a in (theta, phi) for f in (np.cos, np.sin))],
+                       -1)  # [16, 6]  # fmt: skip
+  grid = per_patch.reshape(4, 4, 1, 1, CHANNELS).transpose(0, 2, 1, 3, 4)  # [gh, 1, gw, 1, C]
+  grid = np.broadcast_to(grid, (4, PATCH, 4, PATCH, CHANNELS))
+  return jnp.asarray(grid.reshape(1, IMG, IMG, CHANNELS))
 
 
-def kept_patches(method, u0, u1=None, theta=None, *, keep_ratio, num_prefix=1, v_range=None):
+def kept_patches(
+  method, u0, u1=None, theta=None, phi=None, *, keep_ratio, num_prefix=1, v_range=None
+):
   """Patch indices (0..15) kept by one pruning layer after block 1."""
   model, params = crafted_model(num_prefix)
   pruned = zt.prune(model, method, [(1, keep_ratio)])
   hp = None if v_range is None else ZeroTPruneHParams(v_range=jnp.asarray(v_range, jnp.float32))
   fwd = jax.jit(lambda p, x, hp: pruned.apply({"params": p}, x, return_state=True,
                                                transform_args=PruneArgs(hparams=hp)))  # fmt: skip
-  _, state = fwd(params, crafted_images(u0, u1, theta), hp)
+  _, state = fwd(params, crafted_images(u0, u1, theta, phi), hp)
   kept = np.asarray(state.kept[0][0])
   np.testing.assert_array_equal(kept[:num_prefix], np.arange(num_prefix))
   return sorted(int(j) - num_prefix for j in kept[num_prefix:])
@@ -391,11 +400,15 @@ THETA_S = np.zeros(16)
 THETA_S[_DST] = np.arange(8) * (np.pi / 4)
 THETA_S[[0, 10, 3, 15, 9, 14]] = np.arange(6) * (np.pi / 4) + np.pi / 8
 THETA_S[6], THETA_S[13] = THETA_S[2], THETA_S[8]
+# Block 0's decoy texture makes sources 3 and 15 the duplicates instead: a layer reading
+# block 0's keys would drop 3, 15 (S) and 0, 10 (I).
+PHI_S = THETA_S.copy()
+PHI_S[[3, 6, 13, 15]] = THETA_S[[6, 3, 15, 13]]
 
 
 def test_s_stage_drops_the_near_duplicate_sources():
-  got = kept_patches("zero_tprune", U_S, theta=THETA_S, keep_ratio=12 / 16)
+  got = kept_patches("zero_tprune", U_S, theta=THETA_S, phi=PHI_S, keep_ratio=12 / 16)
   assert got == sorted(set(range(16)) - {6, 13, 0, 10})
-  assert kept_patches("wpr_eir", U_S, theta=THETA_S, keep_ratio=12 / 16) == sorted(
+  assert kept_patches("wpr_eir", U_S, theta=THETA_S, phi=PHI_S, keep_ratio=12 / 16) == sorted(
     set(range(16)) - {0, 10, 3, 15}
   )
