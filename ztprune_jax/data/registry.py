@@ -13,6 +13,7 @@ from ztprune_jax.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_m
 from ztprune_jax.data.folder import ImageFolder, find_root, read_class_map
 from ztprune_jax.data.pipeline import InMemorySource, Source
 from ztprune_jax.data.preprocess import EvalTransform
+from ztprune_jax.data.textured_fmnist import TexturedFashionMNIST
 
 __all__ = [
   "DATASETS",
@@ -21,13 +22,18 @@ __all__ = [
   "make_source",
   "model_label_names",
   "synthetic_source",
+  "textured_fmnist_source",
+  "TexturedSource",
 ]
 
 # The embedded default first.
-DATASETS = ("fashion_mnist", "imagenet2012", "image_folder", "synthetic")
+DATASETS = ("fashion_mnist", "imagenet2012", "image_folder", "synthetic", "textured_fmnist")
 # Class names of models whose head we know, in output order (image folders named after
 # them map without a class_map file).
-MODEL_LABELS = {"vit_fmnist_patch4_28": FASHION_MNIST_CLASSES}
+MODEL_LABELS = {
+  "vit_fmnist_patch4_28": FASHION_MNIST_CLASSES,
+  "vit_textured_patch8_96": FASHION_MNIST_CLASSES,
+}
 
 
 def model_label_names(model_name: str) -> tuple[str, ...] | None:
@@ -51,6 +57,59 @@ def fashion_mnist_source(
   else:
     x = transform.normalize(np.repeat(images[..., None], transform.channels, axis=-1))
   return InMemorySource(x, labels, FASHION_MNIST_CLASSES)
+
+
+class TexturedSource:
+  """Textured Fashion-MNIST composited on demand (no 10000-image array held in memory).
+
+  Args:
+    data: the split's `TexturedFashionMNIST`.
+    transform: normalisation; resized with its PIL pipeline only if its ``image_size`` is
+      not the data's (then also center-cropped as `EvalTransform` does).
+  """
+
+  def __init__(self, data: TexturedFashionMNIST, transform: EvalTransform):
+    if transform.channels != 3:
+      raise ValueError(f"textured_fmnist is RGB; transform.channels={transform.channels}")
+    self.data, self.transform = data, transform
+    self.labels = data.labels
+    self.class_names = FASHION_MNIST_CLASSES
+
+  def __len__(self) -> int:
+    return len(self.data)
+
+  def get_batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = self.data.get(np.asarray(indices, np.int64))  # uint8 [b, S, S, 3]
+    if self.transform.image_size == self.data.image_size:
+      return self.transform.normalize(images), labels
+    x = np.stack([self.transform(Image.fromarray(im)) for im in images])  # [b, s, s, 3]
+    return x, labels
+
+
+def textured_fmnist_source(
+  split: str,
+  transform: EvalTransform,
+  data_dir: str | os.PathLike | None = None,
+  *,
+  seed: int = 0,
+  verify: bool = True,
+) -> TexturedSource:
+  """Textured Fashion-MNIST (`ztprune_jax.data.textured_fmnist`), regenerated bit-exactly.
+
+  The test split composites the committed Fashion-MNIST test garments on the test
+  photographs; the train split needs the Fashion-MNIST *train* files, which the repository
+  does not ship (`load_fashion_mnist` searches ``data_dir``, Debian's package and the
+  cache, and its error says how to get them).
+
+  Args:
+    split: ``"train"`` or ``"test"``.
+    transform: RGB normalisation (`EvalTransform` with ``channels=3``).
+    data_dir: optional folder with the Fashion-MNIST IDX files.
+    seed: the data set's seed (0 is the reported one).
+    verify: check the Fashion-MNIST files' SHA-256 (see `load_fashion_mnist`).
+  """
+  images, labels = load_fashion_mnist(split, data_dir, verify=verify)  # uint8 [N, 28, 28]
+  return TexturedSource(TexturedFashionMNIST(images, labels, split, seed=seed), transform)
 
 
 def synthetic_source(
@@ -88,13 +147,15 @@ def make_source(
       ``data_dir``), ``image_folder`` (``data_dir/<class>/<image>``; ``split`` names a
       sub-folder of ``data_dir`` when given; labels are the model's output indices,
       see `folder.class_labels`), ``synthetic`` (``num_examples`` seeded Gaussian
-      images, ``num_classes`` labels).
+      images, ``num_classes`` labels), ``textured_fmnist`` (Fashion-MNIST garments on
+      photographs, 96 px RGB, regenerated on demand with ``seed``; ``split`` train or
+      test, default test; train needs the Fashion-MNIST train files installed).
     transform: preprocessing (`EvalTransform`).
     split, data_dir, manual_dir: where the data is, as above.
     num_classes: the model's outputs, or None (unknown head): ``synthetic`` labels
       (default 1000); with it, ``image_folder`` classes map to output indices and a
       dataset with more classes than outputs is refused.
-    num_examples, seed: for ``synthetic``.
+    num_examples, seed: for ``synthetic`` (``seed`` also for ``textured_fmnist``).
     imagenet_builder: ``"jpeg"`` (no TensorFlow) or ``"stock"`` (needs TensorFlow).
     class_map: ``image_folder``: a JSON file or dict ``{folder name: output index}``.
     label_names: ``image_folder``: the model's class names in output order, if known.
@@ -110,6 +171,13 @@ def make_source(
         f"{num_classes} outputs"
       )
     return fashion_mnist_source(split or "test", transform, data_dir)
+  if name == "textured_fmnist":
+    if num_classes is not None and num_classes < len(FASHION_MNIST_CLASSES):
+      raise ValueError(
+        f"textured_fmnist has {len(FASHION_MNIST_CLASSES)} classes but the model has only "
+        f"{num_classes} outputs"
+      )
+    return textured_fmnist_source(split or "test", transform, data_dir, seed=seed)
   if name == "imagenet2012":
     if not manual_dir:
       raise ValueError("imagenet2012 needs manual_dir (the folder with ILSVRC2012_img_val.tar)")

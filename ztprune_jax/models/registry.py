@@ -64,6 +64,18 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     num_heads=4,
     mlp_dim=256,
   ),  # fmt: skip
+  # The default model's shape at 96 px RGB, patch 8 -> 144 patches + CLS, for textured
+  # Fashion-MNIST (ztprune_jax/data/textured_fmnist.py; configs/train_textured_fmnist.py).
+  "vit_textured_patch8_96": dict(
+    depth=6,
+    patch_size=8,
+    image_size=96,
+    num_classes=10,
+    in_channels=3,
+    width=128,
+    num_heads=4,
+    mlp_dim=256,
+  ),  # fmt: skip
 }
 
 
