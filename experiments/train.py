@@ -4,7 +4,8 @@
 --workdir=/tmp/train` trains, evaluates on the test split every epoch, saves an orbax
 checkpoint every epoch (rerunning with the same workdir resumes from the latest one),
 writes TensorBoard scalars and `<workdir>/final.safetensors`; the last line is
-`test_top1=<x>`. See configs/train_fashion_mnist.py.
+`test_top1=<x>`. See configs/train_fashion_mnist.py (and configs/train_textured_fmnist.py,
+``data.name="textured_fmnist"``: garments composited on photographs on the fly).
 """
 
 import functools
@@ -24,6 +25,7 @@ from tqdm import tqdm
 import ztprune_jax as zt
 from experiments import cli, common
 from ztprune_jax import parallel, training
+from ztprune_jax.data import textured_fmnist
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -74,6 +76,12 @@ def main(argv):
     train_x, train_y = train_x[: c.data.num_train], train_y[: c.data.num_train]
   if c.data.num_test:
     test_x, test_y = test_x[: c.data.num_test], test_y[: c.data.num_test]
+  textured = None  # textured Fashion-MNIST: train composites made per batch, test ones once
+  if c.data.get("name", "fashion_mnist") == "textured_fmnist":
+    t = c.data.textured
+    kw = dict(seed=t.seed, image_size=t.image_size, scale=tuple(t.scale), zoom=tuple(t.zoom))
+    textured = textured_fmnist.TexturedFashionMNIST(train_x, train_y, "train", **kw)
+    test_x, test_y = textured_fmnist.generate(test_x, test_y, "test", progress=c.progress, **kw)
   n = len(train_x)
   if c.batch_size > n:
     raise ValueError(f"batch_size {c.batch_size} exceeds the {n} training images")
@@ -156,7 +164,11 @@ def main(argv):
       idx = order[i * c.batch_size : (i + 1) * c.batch_size]
       idx = idx[parallel.host_batch_slice(len(idx))]  # this host's rows of the global batch
       step = int(state.step)
-      x, y = parallel.shard_batch(mesh, (train_x[idx], train_y[idx]))
+      if textured is None:
+        xb, yb = train_x[idx], train_y[idx]
+      else:  # fresh composites every epoch unless `fresh_every_epoch` is off
+        xb, yb = textured.get(idx, epoch=epoch if c.data.textured.fresh_every_epoch else 0)
+      x, y = parallel.shard_batch(mesh, (xb, yb))
       state, m = train_step(state, x, y, jax.random.fold_in(aug_key, step))
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
       window += 1
