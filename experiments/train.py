@@ -82,6 +82,7 @@ def main(argv):
     kw = dict(seed=t.seed, image_size=t.image_size, scale=tuple(t.scale), zoom=tuple(t.zoom))
     textured = textured_fmnist.TexturedFashionMNIST(train_x, train_y, "train", **kw)
     test_x, test_y = textured_fmnist.generate(test_x, test_y, "test", progress=c.progress, **kw)
+    print(f"textured     train photos {textured.photos}, test composites {test_x.shape}")
   n = len(train_x)
   if c.batch_size > n:
     raise ValueError(f"batch_size {c.batch_size} exceeds the {n} training images")

@@ -22,6 +22,7 @@ def test_train_textured_runlocal_end_to_end(tmp_path, fmnist_train_dir):
                         env={**os.environ})  # fmt: skip
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   assert "data         128 train / 64 test images, 4 steps/epoch" in proc.stdout
+  assert "test composites (64, 32, 32, 3)" in proc.stdout  # the textured branch ran
   summary = json.loads((tmp_path / "final_metrics.json").read_text())
   assert summary["model_name"] == "vit_textured_patch8_96" and summary["steps"] == 2 * 4
   assert 0 <= summary["test_top1"] <= 1
