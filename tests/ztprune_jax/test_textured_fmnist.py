@@ -144,6 +144,8 @@ def test_registry_source_regenerates_the_test_split(test_split):
   want, _ = tf.generate(test_split[0][:3], test_split[1][:3], "test")
   np.testing.assert_allclose(x, (want / np.float32(255) - 0.5) / 0.25, rtol=0, atol=1e-6)
   np.testing.assert_array_equal(y, test_split[1][:3])
+  # `seed` is an evaluation's method seed: the data set stays the reported one.
+  np.testing.assert_array_equal(make_source("textured_fmnist", t, seed=5).get_batch([0])[0], x[:1])
   small = make_source("textured_fmnist", EvalTransform(image_size=64, crop_pct=1.0))
   assert small.get_batch([5])[0].shape == (1, 64, 64, 3)
   with pytest.raises(ValueError, match="outputs"):

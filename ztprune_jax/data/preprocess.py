@@ -49,6 +49,9 @@ MODEL_PREPROCESS: dict[str, dict] = {
   "vit_base_patch16_384": {**_AUGREG, "crop_pct": 1.0},
   # Our Fashion-MNIST model sees the 28x28 images as they are.
   "vit_fmnist_patch4_28": dict(crop_pct=1.0, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD),
+  # Textured Fashion-MNIST (96 px RGB composites, used whole), normalised as DeiT is
+  # (configs/train_textured_fmnist.py trains with these).
+  "vit_textured_patch8_96": dict(crop_pct=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD),
 }
 
 

@@ -148,14 +148,15 @@ def make_source(
       sub-folder of ``data_dir`` when given; labels are the model's output indices,
       see `folder.class_labels`), ``synthetic`` (``num_examples`` seeded Gaussian
       images, ``num_classes`` labels), ``textured_fmnist`` (Fashion-MNIST garments on
-      photographs, 96 px RGB, regenerated on demand with ``seed``; ``split`` train or
-      test, default test; train needs the Fashion-MNIST train files installed).
+      photographs, 96 px RGB, regenerated on demand with the data set's seed 0, see
+      `textured_fmnist_source` for others; ``split`` train or test, default test; train
+      needs the Fashion-MNIST train files installed).
     transform: preprocessing (`EvalTransform`).
     split, data_dir, manual_dir: where the data is, as above.
     num_classes: the model's outputs, or None (unknown head): ``synthetic`` labels
       (default 1000); with it, ``image_folder`` classes map to output indices and a
       dataset with more classes than outputs is refused.
-    num_examples, seed: for ``synthetic`` (``seed`` also for ``textured_fmnist``).
+    num_examples, seed: for ``synthetic``.
     imagenet_builder: ``"jpeg"`` (no TensorFlow) or ``"stock"`` (needs TensorFlow).
     class_map: ``image_folder``: a JSON file or dict ``{folder name: output index}``.
     label_names: ``image_folder``: the model's class names in output order, if known.
@@ -177,7 +178,9 @@ def make_source(
         f"textured_fmnist has {len(FASHION_MNIST_CLASSES)} classes but the model has only "
         f"{num_classes} outputs"
       )
-    return textured_fmnist_source(split or "test", transform, data_dir, seed=seed)
+    # The data set's own seed stays 0 (the reported data): ``seed`` is an evaluation's
+    # method seed here, which must not change the images.
+    return textured_fmnist_source(split or "test", transform, data_dir)
   if name == "imagenet2012":
     if not manual_dir:
       raise ValueError("imagenet2012 needs manual_dir (the folder with ILSVRC2012_img_val.tar)")
