@@ -110,14 +110,12 @@ def main(argv):
     all(by_m["eml"]["knn_error_mean"] < by_m[b]["knn_error_mean"] for b in c.baselines if b in by_m)
     for by_m in one.values()
   )
+  sig = {ds: by_m["eml"].get("significant", {}) for ds, by_m in one.items()}  # none: no baseline
   sig_wins = sum(
-    all(by_m["eml"]["significant"]["early100_online_error"].get(b) == "win"
-        for b in c.baselines if b in by_m)
-    for by_m in one.values()
-  )  # fmt: skip
-  knn_losses = sum(
-    v == "loss" for by_m in one.values() for v in by_m["eml"]["significant"]["knn_error"].values()
+    bool(s) and all(s["early100_online_error"].get(b) == "win" for b in c.baselines if b in by_m)
+    for s, by_m in zip(sig.values(), one.values(), strict=True)
   )
+  knn_losses = sum(v == "loss" for s in sig.values() for v in s.get("knn_error", {}).values())
   print(f"eml_early100_sig_wins={sig_wins}/{len(one)} knn_sig_losses={knn_losses}")
   print(f"eml_wins={wins}/{len(one)}")
 

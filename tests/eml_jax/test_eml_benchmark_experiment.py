@@ -31,7 +31,7 @@ def test_benchmark_two_datasets_two_seeds(tmp_path):
   for ds, by_m in summary.items():
     chance = 1 - 1 / datasets.DATASETS[ds][2]
     assert {"eml", "euclidean", "opml", "opml_warm", "oasis", "rdml", "lego", "opid"} <= set(by_m)
-    assert {"no_tstage", "no_inherit", "no_ot", "reading_a", "lowrank", "spec_design",
+    assert {"no_tstage", "no_inherit", "with_ot", "reading_a", "lowrank", "spec_design",
             "no_memory"} <= set(by_m)  # fmt: skip
     sig = by_m["eml"]["significant"]
     assert set(sig) == {"early100_online_error", "knn_error"}
