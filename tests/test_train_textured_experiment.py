@@ -1,4 +1,5 @@
-"""`experiments.train` on textured Fashion-MNIST (`runlocal`), and the examples figure."""
+"""`experiments.train` on textured Fashion-MNIST (`runlocal`), the examples figure, and
+`experiments.bench_train_step` (the estimate of its training time)."""
 
 import json
 import os
@@ -44,3 +45,13 @@ def test_examples_figure(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert (tmp_path / "examples.png").stat().st_size > 10_000
   assert "textured_fmnist_examples" in (tmp_path / "command.txt").read_text()
+
+
+def test_bench_train_step_runlocal():
+  cmd = [sys.executable, "-m", "experiments.bench_train_step",
+         "--config=configs/bench_train_step.py:runlocal"]  # fmt: skip
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert sum(line.startswith("run ") for line in lines) == 2 * 2  # 2 models x 2 runs
+  assert lines[-1].startswith("ratio=") and float(lines[-1].split("=")[1]) > 0
