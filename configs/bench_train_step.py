@@ -6,7 +6,8 @@ the default 49-patch `vit_fmnist_patch4_28` and the 144-patch `vit_textured_patc
 interleaved so machine load hits both alike, and prints the medians and the last line
 `ratio=<second over first>`. Our run (shared 2-core machine, other sessions running, load
 average 7-9): medians 1.540 s and 4.742 s per step, `ratio=3.079`; the ratio moves with the
-load (configs/train_textured_fmnist.py turns it into the training-time estimate). `:runlocal`: 1-block models, batch 4, 2 runs (seconds).
+load (configs/train_textured_fmnist.py turns it into the training-time estimate).
+`:runlocal`: 1-block models, batch 4, 2 runs (seconds).
 """
 
 import ml_collections
