@@ -23,19 +23,26 @@ composites of the same garments (augmentation). The parameters of one example:
   ``a = min(1, 2 v)`` and colour ``fg = 255 * tint * v``, where ``v`` in [0, 1] is the
   resized garment intensity and ``tint`` a random RGB colour in ``[0.2, 1]^3``. So the
   garment keeps its shading and outline, pixels at half intensity or more are opaque,
-  its faint rim blends into the background, and where ``v = 0`` the background is
-  untouched.
+  its anti-aliased rim (``0 < v < 1/2``) is a darker, partly transparent outline, and
+  where ``v = 0`` the background is untouched.
 
 Colour: the output is RGB (``[N, S, S, 3]``). DeiT and the paper's models see RGB
 photographs whose colour statistics differ from patch to patch; with colour both the
-backgrounds (four RGB photographs) and the tinted garments give patches whose colour
-alone says nothing about the class, while grey photographs are copied to 3 channels.
+backgrounds and the randomly tinted garments give patches whose colour
+alone says nothing about the class; grey photographs are copied to 3 channels (each split
+has RGB and grey ones: train 3 RGB of 8, test 2 RGB of 7).
 
 Bit-exactness: the pixels come from exact PNG decoding (each photograph's decoded bytes
 are checked against `PHOTO_SHA256`), numpy's PCG64 streams, and float32 additions,
-multiplications and divisions only (correctly rounded on every IEEE machine); a test pins
+multiplications and divisions, floor, rint and clip only (exact or correctly rounded on
+every IEEE machine; no transcendental functions, no resampling library); a test pins
 the SHA-256 of the first 500 composites of the test split, so a change of the generator
 (or of numpy's `Generator` streams) is caught.
+
+Look at it: results/textured_fmnist/examples.png (`python -m
+experiments.textured_fmnist_examples --workdir=results/textured_fmnist`). Evaluate on it:
+``make_source("textured_fmnist", ...)`` (`ztprune_jax.data.registry`). Train on it:
+configs/train_textured_fmnist.py.
 """
 
 from __future__ import annotations
