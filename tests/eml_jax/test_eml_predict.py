@@ -129,19 +129,30 @@ def test_predict_paths_and_errors():
     eml.predict_knn(lrn, st, Xg[:0], yg[:0], Xq)
 
 
-def test_wasserstein_nearest_neighbour_matches_numpy():
+def test_nearest_neighbour_paths_match_numpy():
   """1-NN with one class per gallery item: the prediction is the index of the nearest
-  gallery sample, so any change to the histograms, ground cost or OT shows."""
+  gallery sample, so a change to the histograms, ground cost or OT shows. Inputs are
+  scaled by 3 so the histograms are far from uniform (near uniform ones make the
+  distances nearly symmetric under x -> -x, which hid a sign error of the histogram)."""
   rng = np.random.default_rng(1)
-  Xg = rng.normal(size=(12, 5)).astype(np.float32)
-  Xq = rng.normal(size=(6, 5)).astype(np.float32)
+  Xg = rng.normal(size=(12, 5)).astype(np.float32) * 3
+  Xq = rng.normal(size=(6, 5)).astype(np.float32) * 3
   spec = eml.LearnerSpec(n_classes=12, rank=3)
-  lrn = eml.make_learner(spec, eml.make_sinkhorn(threshold=1e-4, max_iterations=500))
+  lrn = eml.make_learner(spec, eml.make_sinkhorn(threshold=1e-6, max_iterations=5000))
   st = eml.init_state(jax.random.key(0), spec, 5)
   yg = np.arange(12, dtype=np.int32)
   got = np.asarray(eml.predict_knn(lrn, st, Xg, yg, Xq, k=1, distance_name="wasserstein"))
   D = np_wasserstein_dists(st.L, Xq, Xg)
+  # With this solver the library's distances are within 2.8e-7 of the oracle's
+  # (measured); every query's nearest and second nearest are > 10x that apart (the
+  # smallest gap here is 2.4e-2), so the nearest index is determined.
   ranked = np.sort(D, axis=1)
-  clear = ranked[:, 1] - ranked[:, 0] > WASSERSTEIN_GAP  # all 6 here
-  assert clear.all()
+  assert np.all(ranked[:, 1] - ranked[:, 0] > 2.8e-6)
   np.testing.assert_array_equal(got, np.argmin(D, axis=1))
+  # Mahalanobis path, same check: no statistics seen yet, so x -> x/√d, then ‖L(q − g)‖².
+  L = np.asarray(st.L, np.float64)
+  Dm = np.sum((((Xq[:, None] - Xg[None]) / np.sqrt(5)) @ L.T) ** 2, -1)  # [q, g]
+  ranked = np.sort(Dm, axis=1)
+  assert np.all(ranked[:, 1] - ranked[:, 0] > 1e-3 * ranked[:, 0])  # float32 is ~1e-7
+  got = np.asarray(eml.predict_knn(lrn, st, Xg, yg, Xq, k=1))
+  np.testing.assert_array_equal(got, np.argmin(Dm, axis=1))
