@@ -46,7 +46,7 @@ class ZeroTPruneOptions:
       restricted and renormalised), default; ``False`` reuses the I′ scores. Open in the
       paper; re-running is the spec's default.
     until_converged: stop WPR once ``max|s_t − s_{t−1}| < hparams.tol`` (capped). With
-      ``tol=1e-5`` the fastest variant we measured that keeps >= 99 % of the paper path's
+      ``tol=1e-5`` the only speed variant we measured that keeps >= 99 % of the paper path's
       kept tokens on every model tried (docs/performance.md); off by default.
     cls_init: WPR start, ``"uniform"`` (default, paper), ``"sqrt_n"`` or ``"value"``
       (weight ``hparams.cls_value``).
