@@ -45,7 +45,7 @@ def get_config(arg=None):
   c.eval_size = 3000  # test images 500..3499: every reported accuracy
   c.data.batch_size = 250
   c.search = ml_collections.ConfigDict(
-    dict(enabled=True, num_samples=6, score="agreement", batch_size=500)
+    dict(enabled=True, num_samples=4, score="agreement", batch_size=500)
   )
   c.search_budgets = (0,)  # indices into budget_fractions searched (the ladder budget)
   c.num_overlay_images = 4

@@ -105,6 +105,7 @@ def _searched_point(c, model, params, calib, eval_loader, budget, workdir, bar):
   c_s.method_options.zero_tprune = {**opts, "s_fraction": 0.0}  # fixed by the schedule
   rec = eval_lib.run_point(c_s, model, params, eval_loader, "zero_tprune", budget,
                            schedule=bs, throughput=False)  # fmt: skip
+  bar.update()
   info = {"best": bs.schedule, "calib_agreement": res.best_score, "samples": len(res.table)}
   return rec, c_s, bs, info
 
