@@ -33,7 +33,16 @@ FMNIST_STD = (0.3530,)
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False, epochs=15, batch=128)
+  c = base_config(parse_arg(arg, runlocal=False, epochs=15, batch=128))
+  c.lock()
+  return c
+
+
+def base_config(arg) -> ml_collections.ConfigDict:
+  """The unlocked config for a parsed ``arg`` (``runlocal``, ``epochs``, ``batch``).
+
+  `configs/train_textured_fmnist.py` starts from it and changes the model and data.
+  """
   c = ml_collections.ConfigDict()
   c.model_name = "vit_fmnist_patch4_28"
   # Overrides of the named model's VisionTransformer fields (None: keep the registry's).
@@ -84,5 +93,4 @@ def get_config(arg=None):
     c.eval_batch_size = 128
     c.log_every_steps = 3  # windows that straddle epoch ends
     c.progress = False
-  c.lock()
   return c

@@ -42,8 +42,8 @@ Arg keys (`--config=configs/train_textured_fmnist.py:epochs=2,runlocal`):
 """
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
+from configs import train_fashion_mnist
 from configs.common import parse_arg
 
 # DeiT's normalisation (ImageNet mean/std), RGB.
@@ -53,20 +53,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def get_config(arg=None):
   arg = parse_arg(arg, runlocal=False, epochs=4, batch=128)
-  c = ml_collections.ConfigDict()
+  # The Fashion-MNIST recipe (AdamW, warm-up + cosine, label smoothing, clipping), with
+  # the textured data, the 96-px RGB model and DeiT's normalisation.
+  c = train_fashion_mnist.base_config(arg)
   c.model_name = "vit_textured_patch8_96"
-  # Overrides of the named model's VisionTransformer fields (None: keep the registry's).
-  c.model = ml_collections.ConfigDict(
-    {k: placeholder(int) for k in ("depth", "width", "num_heads", "mlp_dim", "image_size",
-                                   "patch_size")}
-  )  # fmt: skip
-  c.init = placeholder(str)  # checkpoint to fine-tune from (head re-initialised)
-  c.num_classes = 10
-
-  c.data = ml_collections.ConfigDict()
   c.data.name = "textured_fmnist"
-  c.data.data_dir = placeholder(str)  # Fashion-MNIST IDX files; None: the usual search
-  c.data.verify = True  # SHA-256 of the Fashion-MNIST files (False: subsets in tests)
   c.data.textured = ml_collections.ConfigDict()
   c.data.textured.seed = 0
   c.data.textured.image_size = 96  # must equal the model's image_size
@@ -75,40 +66,18 @@ def get_config(arg=None):
   c.data.textured.fresh_every_epoch = True
   c.data.mean = IMAGENET_MEAN
   c.data.std = IMAGENET_STD
-  c.data.num_train = placeholder(int)  # None: all 60000 (first n otherwise)
-  c.data.num_test = placeholder(int)  # None: all 10000
-
-  c.seed = 0
-  c.batch_size = arg.batch
-  c.num_epochs = arg.epochs
-  c.learning_rate = 1e-3  # peak after warm-up (the default model's, batch 128)
-  c.end_learning_rate = 1e-5
-  c.warmup_epochs = 1
-  c.weight_decay = 0.05
-  c.grad_clip_norm = 1.0
-  c.label_smoothing = 0.1
-  c.augment = ml_collections.ConfigDict(dict(pad=0, flip=True))
-
+  c.augment.pad = 0  # the composites are already randomly placed and scaled
   c.eval_batch_size = 500
   c.eval_every_epochs = 2  # and after the last epoch
-  c.log_every_steps = 50
-
-  c.keep_checkpoints = 2
-  c.stop_after_epochs = placeholder(int)  # stop early (split the run; resume later)
-  c.export_file = "final.safetensors"  # written to --workdir at the end
-  c.progress = True
 
   if arg.runlocal:
-    c.model.update(dict(depth=2, width=32, num_heads=2, mlp_dim=64, image_size=32))
+    c.model.image_size = 32
     c.data.textured.image_size = 32
     c.data.num_train = 128
     c.data.num_test = 64
     c.batch_size = 32
-    c.num_epochs = 2
-    c.warmup_epochs = 1
     c.eval_batch_size = 64
     c.eval_every_epochs = 1
     c.log_every_steps = 2
-    c.progress = False
   c.lock()
   return c
