@@ -29,8 +29,8 @@ __all__ = ["PRUNERS", "count_flops", "get_pruner", "prune", "resolve_schedule"]
 Schedule = Any  # see `resolve_schedule`
 
 
-def _zero_tprune(plans, num_prefix, **options) -> ZeroTPrune:
-  return ZeroTPrune(tuple(plans), num_prefix, ZeroTPruneOptions(**options))
+def _zero_tprune(plans, num_prefix, *, placement: str = "after_block", **options) -> ZeroTPrune:
+  return ZeroTPrune(tuple(plans), num_prefix, ZeroTPruneOptions(**options), placement=placement)
 
 
 def _ladder(**preset) -> Callable[..., ZeroTPrune]:
@@ -45,18 +45,22 @@ def _ladder(**preset) -> Callable[..., ZeroTPrune]:
 
 
 def _no_options(cls) -> Callable[..., TokenPruner]:
-  def make(plans, num_prefix, **options):
+  def make(plans, num_prefix, *, placement: str = "after_block", **options):
     if options:
-      raise ValueError(f"{cls.__name__} takes no options, got {sorted(options)}")
-    return cls(tuple(plans), num_prefix)
+      raise ValueError(
+        f"{cls.__name__} takes no options but placement, got {sorted(options)}"
+      )
+    return cls(tuple(plans), num_prefix, placement=placement)
 
   return make
 
 
-def _topk_cls_attn(plans, num_prefix, *, fuse_token: bool = False) -> TopKClsAttn:
+def _topk_cls_attn(
+  plans, num_prefix, *, fuse_token: bool = False, placement: str = "after_block"
+) -> TopKClsAttn:
   if not isinstance(fuse_token, bool):
     raise ValueError(f"fuse_token must be a bool, got {fuse_token!r}")
-  return TopKClsAttn(tuple(plans), num_prefix, fuse_token)
+  return TopKClsAttn(tuple(plans), num_prefix, fuse_token, placement=placement)
 
 
 def _tome(plans, num_prefix, *, r=(), prop_attn: bool = True) -> tome_lib.ToMe:
@@ -193,7 +197,9 @@ def prune(
       ``head_reduce``, ``vhf``, ``cls_init``, ``rerun_wpr``, ``prime_iters``, ...;
       ``topk_cls_attn``: ``fuse_token``; ``tome``: ``r`` (int, per-block list, or
       ``(r, inflect)``), ``decreasing`` (``(r, -1.0)``, ToMe's decreasing schedule),
-      ``prop_attn`` (default True)).
+      ``prop_attn`` (default True)). Every method but ToMe also takes ``placement``
+      (`transforms.PLACEMENTS`: prune after the block's MLP, the default, or between
+      its attention and MLP).
 
   Returns:
     ``model.clone(token_transform=pruner)``. Call it as
@@ -281,12 +287,15 @@ def count_flops(
     `flops.count_flops`'s dict: ``blocks`` (the paper's GFLOPs x 1e9), ``total`` (with
     patch embedding and head), ``overhead`` (pruning; for ToMe its matching),
     ``per_block``, ``tokens`` (tokens each block's attention sees, prefix included)
-    and ``mlp_tokens`` (tokens its MLP sees; they differ only under ToMe), ...
+    and ``mlp_tokens`` (tokens its MLP sees; they differ under ToMe and under
+    ``placement="after_attention"``), ...
   """
   model = create_model(model_or_name) if isinstance(model_or_name, str) else model_or_name
   pruner = model.token_transform
   if pruner is None and (
-    options.get("method") in ("tome", "ats_like") or options.get("fuse_token", False)
+    options.get("method") in ("tome", "ats_like")
+    or options.get("fuse_token", False)
+    or options.get("placement", "after_block") != "after_block"
   ):
     options = dict(options)
     return count_flops(prune(model, options.pop("method", "topk_cls_attn"), schedule, **options))
@@ -303,6 +312,9 @@ def count_flops(
   tokens = schedule_tokens(model, plans)
   if isinstance(pruner, TokenPruner):  # EViT's fusion token adds one after its first layer
     tokens = tuple(n + int(pruner.has_fused_token(i - 1)) for i, n in enumerate(tokens))
+  mlp_tokens = None
+  if isinstance(pruner, TokenPruner) and pruner.placement == "after_attention":
+    mlp_tokens = _mlp_tokens_after_attention(model, pruner, tokens)
   overhead_kw = {}
   if opts is not None:
     overhead_kw = dict(
@@ -322,8 +334,29 @@ def count_flops(
     num_classes=model.num_classes,
     num_prefix=model.num_prefix_tokens,
     pruning_layers=plans if opts is not None else (),
+    num_mlp_tokens_per_block=mlp_tokens,
     **overhead_kw,
   )
+
+
+def _mlp_tokens_after_attention(
+  model: VisionTransformer, pruner: TokenPruner, tokens: tuple[int, ...]
+) -> tuple[int, ...]:
+  """Tokens each block's MLP sees when ``pruner`` prunes between attention and MLP.
+
+  A pruning block's MLP runs on the tokens that leave the block (the next block's count,
+  or the kept count after the last block); every other MLP sees its block's tokens.
+  """
+  mlp = list(tokens)
+  for plan in pruner.plans:
+    if plan.is_noop:
+      continue
+    if plan.layer + 1 < model.depth:
+      mlp[plan.layer] = tokens[plan.layer + 1]
+    else:
+      fused = int(pruner.has_fused_token(plan.layer))
+      mlp[plan.layer] = model.num_prefix_tokens + plan.num_keep_i + fused
+  return tuple(mlp)
 
 
 def _count_tome(model: VisionTransformer, pruner: tome_lib.ToMe) -> dict:

@@ -23,6 +23,7 @@ from ztprune_jax.models.hooks import BlockOutput, TokenTransform
 from ztprune_jax.schedule import LayerPlan
 
 __all__ = [
+  "PLACEMENTS",
   "AtsLike",
   "PruneArgs",
   "PruneState",
@@ -31,6 +32,11 @@ __all__ = [
   "TopKClsAttn",
   "ZeroTPrune",
 ]
+
+
+# Where a pruning layer sits in its block: after the MLP residual (the spec's default
+# reading of Zero-TPrune) or between the attention and the MLP (EViT's and ATS's place).
+PLACEMENTS = ("after_block", "after_attention")
 
 
 class PruneArgs(NamedTuple):
@@ -66,15 +72,24 @@ class PruneState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class TokenPruner(TokenTransform):
-  """Base class: hard-prunes tokens after the blocks in ``plans``.
+  """Base class: hard-prunes tokens in the blocks named by ``plans``.
 
   Attributes:
     plans: the schedule (one `LayerPlan` per pruning layer, Python ints).
     num_prefix: leading tokens never pruned (CLS, distillation).
+    placement: keyword-only, one of `PLACEMENTS`. ``"after_block"`` (default) prunes
+      after the block's MLP residual; ``"after_attention"`` prunes between the attention
+      residual and the MLP, so that block's MLP already runs on the kept tokens (EViT,
+      ATS). Either way the layer reads the block's attention and keys.
   """
 
   plans: tuple[LayerPlan, ...] = ()
   num_prefix: int = 1
+  placement: str = dataclasses.field(default="after_block", kw_only=True)
+
+  def __post_init__(self):
+    if self.placement not in PLACEMENTS:
+      raise ValueError(f"Unknown placement {self.placement!r}; valid: {list(PLACEMENTS)}")
 
   def plan_for(self, layer: int) -> LayerPlan | None:
     for plan in self.plans:
@@ -109,7 +124,22 @@ class TokenPruner(TokenTransform):
         f"got {n}; the schedule was built for another model/image size"
       )
 
+  def after_attention(self, layer, x, out, state):
+    if self.placement != "after_attention":
+      return x, state
+    return self.prune_tokens(layer, x, out, state)
+
   def after_block(self, layer, x, out, state):
+    if self.placement != "after_block":
+      return x, state
+    return self.prune_tokens(layer, x, out, state)
+
+  def prune_tokens(self, layer, x, out: BlockOutput, state: PruneState):
+    """The pruning layer of block ``layer`` (identity where it has no plan), at `placement`.
+
+    Args: ``x [B, N, D]`` tokens, ``out`` the block's `BlockOutput`, ``state``.
+    Returns: ``(x [B, P + K, D], state)`` with the layer's kept positions appended.
+    """
     plan = self.plan_for(layer)
     if plan is None or plan.is_noop:
       return x, state
@@ -170,8 +200,8 @@ class TopKClsAttn(TokenPruner):
   the block's attention. With ``fuse_token``, the patches not kept are fused into one
   extra token appended last, ``Σ_j a_j x_j`` with ``a_j`` their CLS attention (EViT's
   unnormalised weighting); a later layer ranks an earlier fusion token like any patch.
-  Departure from EViT: the layer sits after the block's MLP (where every method of this
-  registry prunes), not between attention and MLP.
+  Departure from EViT by default: the layer sits after the block's MLP (the registry's
+  default `placement`); ``placement="after_attention"`` is EViT's place.
 
   Attributes:
     fuse_token: append the fusion token (output ``P + K + 1`` tokens; its ``pos`` is -1).
@@ -186,9 +216,9 @@ class TopKClsAttn(TokenPruner):
   def has_fused_token(self, layer):
     return self.fuse_token and any(p.layer <= layer and not p.is_noop for p in self.plans)
 
-  def after_block(self, layer, x, out, state):
+  def prune_tokens(self, layer, x, out, state):
     if not self.fuse_token:
-      return super().after_block(layer, x, out, state)
+      return super().prune_tokens(layer, x, out, state)
     plan = self.plan_for(layer)
     if plan is None or plan.is_noop:
       return x, state
@@ -226,7 +256,8 @@ class AtsLike(TokenPruner):
   they cost compute but change no other token; with ``global_pool="avg"`` they still
   weigh in the average); ATS's sampling points run from the first non-zero CDF value
   to 1 and pick the nearest CDF point, ours are midpoints with the CDF's inverse; ATS
-  samples inside the attention (dropping query rows), ours after the block's MLP.
+  samples inside the attention (dropping query rows), ours after the block's MLP (or
+  after its attention residual with ``placement="after_attention"``).
 
   Consequence for comparisons: FLOPs are charged per slot, while ATS reports its cost
   on the distinct tokens. Significance is peaked (a few patches hold most of it), so
@@ -235,7 +266,7 @@ class AtsLike(TokenPruner):
   the methods that keep ``K`` distinct tokens.
   """
 
-  def after_block(self, layer, x, out, state):
+  def prune_tokens(self, layer, x, out, state):
     plan = self.plan_for(layer)
     if plan is None or plan.is_noop:
       return x, state
