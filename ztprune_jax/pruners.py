@@ -47,9 +47,7 @@ def _ladder(**preset) -> Callable[..., ZeroTPrune]:
 def _no_options(cls) -> Callable[..., TokenPruner]:
   def make(plans, num_prefix, *, placement: str = "after_block", **options):
     if options:
-      raise ValueError(
-        f"{cls.__name__} takes no options but placement, got {sorted(options)}"
-      )
+      raise ValueError(f"{cls.__name__} takes no options but placement, got {sorted(options)}")
     return cls(tuple(plans), num_prefix, placement=placement)
 
   return make
