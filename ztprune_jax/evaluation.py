@@ -78,6 +78,8 @@ class EvalResult(NamedTuple):
     seconds: wall time of the loop (compilation included).
     nonfinite: dataset indices of the examples left out because their image or logits
       held NaN/inf (``nonfinite="skip"``); empty otherwise.
+    correct: ``[M]`` bool, top-1 hit of every real example in ``batches`` order (padding
+      dropped; an example left out as non-finite is False), for paired comparisons.
   """
 
   top1: float
@@ -85,6 +87,7 @@ class EvalResult(NamedTuple):
   num_examples: int
   seconds: float
   nonfinite: tuple[int, ...] = ()
+  correct: np.ndarray | None = None
 
 
 def method_gflops(
@@ -182,8 +185,9 @@ def eval_step(
     skip: static; leave non-finite examples out of the counts.
 
   Returns:
-    ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples) and
-    ``{"bad_input", "bad_logits"}`` ``[B]`` bool (real examples only).
+    ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples),
+    ``{"bad_input", "bad_logits"}`` ``[B]`` bool (real examples only) and ``"hit1"``
+    ``[B]`` bool (top-1 hits of the counted examples), ``"real"`` ``[B]`` (= ``mask``).
   """
   if model.token_transform is None:
     logits = model.apply({"params": params}, images)  # [B, K]
@@ -200,6 +204,8 @@ def eval_step(
     "correct1": jnp.sum(hit[:, 0] * m),
     "correct5": jnp.sum(jnp.any(hit, axis=-1) * m),
     "count": jnp.sum(m),
+    "hit1": hit[:, 0] & keep,
+    "real": mask,
     "bad_input": mask & ~finite_in,
     "bad_logits": mask & finite_in & ~finite_out,
   }
@@ -256,7 +262,8 @@ def evaluate(
   params = parallel.replicate(mesh, params)
   multiple = parallel.local_multiple(mesh)
   total = len(batches) if hasattr(batches, "__len__") else None
-  sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0, "bad_input": [], "bad_logits": []}
+  sums = {"correct1": 0.0, "correct5": 0.0, "count": 0.0, "bad_input": [], "bad_logits": [],
+          "hit1": []}  # fmt: skip
   t0 = time.perf_counter()
   pending = []
   offset = 0  # position of the batch's first row in `batches`
@@ -285,7 +292,8 @@ def evaluate(
     raise ValueError("evaluate saw no examples (no batches, every mask False, or all non-finite)")
   dt = time.perf_counter() - t0
   skipped = tuple(sorted(bad["bad_input"] + bad["bad_logits"]))
-  return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, dt, skipped)
+  correct = np.concatenate(sums["hit1"]) if sums["hit1"] else np.zeros(0, bool)
+  return EvalResult(sums["correct1"] / n, sums["correct5"] / n, n, dt, skipped, correct)
 
 
 @functools.lru_cache(maxsize=32)  # recent models' compiled programs, bounded memory
@@ -384,9 +392,15 @@ def _nonfinite_message(bad: dict) -> str:
 
 
 def _accumulate(sums: dict, offset: int, rows: int, out: dict) -> None:
-  for key, value in jax.device_get(out).items():
+  out = jax.device_get(out)
+  for key, value in out.items():
     if key in ("bad_input", "bad_logits"):
       sums[key].extend(offset + np.flatnonzero(np.asarray(value)[:rows]))
+    elif key == "hit1":  # real rows only (a loader pads its last batch, masked)
+      real = np.asarray(out["real"])[:rows]
+      sums[key].append(np.asarray(value)[:rows][real].astype(bool))
+    elif key == "real":
+      continue
     else:
       sums[key] += float(value)
 
