@@ -5,13 +5,16 @@ An accuracy measured on ``n`` images is a binomial proportion; its Wilson score 
 another draw of images of the same kind. Two methods are ordered ("above" / "below") only
 when their intervals do not overlap; otherwise the data cannot tell them apart
 ("overlap"). This is deliberately conservative (non-overlapping 95 % intervals imply a
-difference well beyond the 5 % level).
+difference well beyond the 5 % level). Two methods evaluated on the *same* images are
+compared pairwise instead (`paired_difference`): McNemar's exact test on the images where
+exactly one of them is right, which sees far smaller differences than two intervals do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from scipy import stats
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
   "accuracy_interval",
   "compare",
   "ordering_claims",
+  "paired_difference",
   "paper_claims",
 ]
 
@@ -120,3 +124,35 @@ def paper_claims(top1_ci: dict, ladder: list[str]) -> dict:
   paper = ordering_claims(top1_ci, ("zero_tprune", "tome", "random"), strict=(False, True))
   rungs = ordering_claims(top1_ci, tuple(reversed(ladder)))
   return {"paper_order": paper, "ladder": rungs}
+
+
+def paired_difference(correct_a, correct_b, level: float = 0.95) -> dict[str, float]:
+  """Accuracy difference of two methods on the same images, with its uncertainty.
+
+  Args:
+    correct_a, correct_b: ``[M]`` bool, each image's top-1 hit under method a and b.
+    level: confidence level of the interval in ``(0, 1)``.
+
+  Returns:
+    ``{"diff": acc_a − acc_b, "low", "high"}`` (normal interval of the mean per-image
+    difference, ``±z·sd/√M``), ``"a_only"``/``"b_only"`` (images only a / only b gets
+    right) and ``"p"``, McNemar's exact two-sided p-value (a binomial test of ``a_only``
+    among the discordant images; 1.0 when there are none).
+
+  Raises:
+    ValueError: arrays of different shapes, not 1-D, or empty.
+  """
+  a = np.asarray(correct_a, bool)
+  b = np.asarray(correct_b, bool)
+  if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+    raise ValueError(f"correct_a {a.shape} and correct_b {b.shape} must be equal non-empty [M]")
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level={level!r} must be in (0, 1)")
+  d = a.astype(np.float64) - b.astype(np.float64)
+  m = d.size
+  half = float(stats.norm.ppf(0.5 + level / 2) * d.std(ddof=1) / np.sqrt(m)) if m > 1 else 0.0
+  a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+  p = stats.binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
+  diff = float(d.mean())
+  return {"diff": diff, "low": diff - half, "high": diff + half, "a_only": a_only,
+          "b_only": b_only, "p": float(p)}  # fmt: skip

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from ztprune_jax import intervals
@@ -85,3 +86,20 @@ def test_paper_claims_on_a_synthetic_summary():
 def test_claims_of_unmeasured_methods_are_none():
   claims = intervals.paper_claims({"random": (0.1, 0.2)}, LADDER)
   assert claims["paper_order"]["holds"] is None and claims["ladder"]["holds"] is None
+
+
+def test_paired_difference_counts_discordant_images_and_tests_them_exactly():
+  a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0], bool)
+  b = np.array([1, 0, 0, 0, 0, 0, 0, 1, 1, 0], bool)
+  out = intervals.paired_difference(a, b)
+  assert (out["a_only"], out["b_only"]) == (5, 1)
+  assert out["diff"] == pytest.approx(0.4)
+  # McNemar exact: two-sided binomial tail of 5 of 6 at p = 1/2 is 14/64.
+  assert out["p"] == pytest.approx(14 / 64)
+  d = a.astype(float) - b.astype(float)
+  half = Z95 * d.std(ddof=1) / np.sqrt(10)
+  assert (out["low"], out["high"]) == pytest.approx((0.4 - half, 0.4 + half))
+  same = intervals.paired_difference(a, a)
+  assert same["p"] == 1.0 and same["diff"] == 0.0 and same["low"] == same["high"] == 0.0
+  with pytest.raises(ValueError, match="equal non-empty"):
+    intervals.paired_difference(a, b[:5])
