@@ -1,0 +1,39 @@
+"""experiments/zero_tprune_findings.py in its runlocal mode: the table recomputes from its hits."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ztprune_jax import intervals
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.zero_tprune_findings",
+         "--config=configs/zero_tprune_findings.py:runlocal", f"--workdir={tmp_path}"]  # fmt: skip
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env={**os.environ})  # fmt: skip
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  assert proc.stdout.strip().splitlines()[-2].startswith("calib_better=")
+  summary = json.loads((tmp_path / "findings.json").read_text())
+  hits = np.load(tmp_path / "correct.npz")
+  names = [r["name"] for r in summary["runs"]]
+  assert names == ["paper_reading", "after_attention", "partition_full", "random"]
+  base = {s: hits[f"paper_reading__{s}"] for s in ("calib", "eval")}
+  assert base["calib"].shape == (48,) and base["eval"].shape == (64,)
+  for r in summary["runs"]:
+    for s in ("calib", "eval"):
+      h = hits[f"{r['name']}__{s}"]
+      assert r[f"{s}_top1"] == pytest.approx(h.mean())
+      assert r[f"{s}_vs_baseline"] == pytest.approx(intervals.paired_difference(h, base[s]))
+  by = {r["name"]: r for r in summary["runs"]}
+  assert by["paper_reading"]["eval_vs_baseline"]["p"] == 1.0
+  # Pruning before the MLP saves that MLP too, so the same budget removes fewer tokens.
+  assert by["after_attention"]["r"] < by["paper_reading"]["r"] == by["random"]["r"]
+  assert (tmp_path / "findings.md").read_text().count("\n| ") == 1 + len(names)
