@@ -14,6 +14,13 @@ on the 2-core CPU while other jobs kept its load average at 13-22 (unpruned forw
 alone: ~1 s per batch of 16 on an idle core pair).
 `:runlocal` uses a random 2-block model on 2 photos (seconds; numbers meaningless).
 
+`:variants` (issue 19's findings): Zero-TPrune under every variant of
+`configs/zero_tprune_findings.py` (one open point of the spec changed each), with random
+and ToMe, at r=16 after blocks 0-10 on 6 crops of each photo (102 images); the table adds
+each row's paired CLS-cosine difference to the default Zero-TPrune (same images). No
+figure. Command: `python -m experiments.dinov2_photos --config=configs/dinov2_photos.py:variants
+--workdir=results/findings/dinov2`.
+
 Images (no labels, all offline): scikit-image's bundled photographs plus
 scikit-learn's two sample images; the fidelity set is `crops_per_photo` seeded random
 resized crops (scale 0.25-1, aspect 3/4-4/3, random flip) of each photo.
@@ -52,7 +59,7 @@ PHOTOS = (
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False)
+  arg = parse_arg(arg, runlocal=False, variants=False)
   c = ml_collections.ConfigDict()
   c.model_name = "dinov2_vits14"
   # 224x224 -> 16x16 patches; the 37x37 position grid is resampled like HF (bicubic).
@@ -74,6 +81,14 @@ def get_config(arg=None):
   c.num_clusters = 10  # k-means clusters of the unpruned CLS features = k-NN labels
   c.kmeans_iters = 50
   c.vhf_images = 16  # images for the VHF head-pass-fraction measurement
+  c.variants = ()  # names in configs/zero_tprune_findings.VARIANTS (Zero-TPrune variants)
+  if arg.variants:
+    from configs.zero_tprune_findings import VARIANTS
+
+    c.methods = ("random", "tome", "zero_tprune")
+    c.budgets = (16,)
+    c.crops_per_photo = 6
+    c.variants = tuple(v for v in VARIANTS if v != "paper_reading")  # = zero_tprune
   if arg.runlocal:
     c.checkpoint = config_dict.placeholder(str)  # random init
     c.model = ml_collections.ConfigDict(dict(image_size=56, depth=2))
@@ -88,5 +103,8 @@ def get_config(arg=None):
     c.num_clusters = 2
     c.kmeans_iters = 5
     c.vhf_images = 2
+    if arg.variants:
+      c.budgets = (2,)
+      c.variants = ("after_attention", "partition_full")
   c.lock()
   return c

@@ -154,7 +154,13 @@ def _batches(images: np.ndarray, size: int):
 
 
 def _pruned_models(c, model):
-  """``{(method, r): pruned model}`` for the configured methods present in `PRUNERS`."""
+  """``{(method, r): pruned model}`` for the configured methods present in `PRUNERS`.
+
+  With ``c.variants`` (names in `configs.zero_tprune_findings.VARIANTS`), also
+  ``("zero_tprune:<variant>", r)``: Zero-TPrune with that variant's options.
+  """
+  from configs.zero_tprune_findings import VARIANTS
+
   out = {}
   for method in c.methods:
     if method not in zt.PRUNERS:
@@ -167,6 +173,13 @@ def _pruned_models(c, model):
       else:
         sched = {"r": int(r), "layers": tuple(c.prune_layers)}
         out[(method, int(r))] = zt.prune(model, method, sched)
+  for name in c.get("variants", ()):
+    if name not in VARIANTS:
+      raise ValueError(f"config.variants: unknown {name!r}; valid: {sorted(VARIANTS)}")
+    for r in c.budgets:
+      sched = {"r": int(r), "layers": tuple(c.prune_layers)}
+      out[(f"zero_tprune:{name}", int(r))] = zt.prune(model, "zero_tprune", sched,
+                                                       **VARIANTS[name][1])  # fmt: skip
   return out
 
 
@@ -256,6 +269,7 @@ def fidelity_rows(c, model, pruned, feats):
     )
     for kind in ("cls", "mean_patch")
   }
+  cls_cos = {}
   rows = []
   for (method, r), f in feats.items():
     m = model if method == "unpruned" else pruned[(method, r)]
@@ -274,7 +288,17 @@ def fidelity_rows(c, model, pruned, feats):
       row[f"{kind}_knn_agree"] = float(
         fidelity.knn_agreement(a, b, labels[kind], k=c.knn_k, num_classes=c.num_clusters)
       )
+      if kind == "cls":
+        cls_cos[(method, r)] = cos
     rows.append(row)
+  if c.get("variants", ()):  # paired (same images) CLS-cosine differences to Zero-TPrune
+    for row in rows:
+      ref = cls_cos.get(("zero_tprune", row["r"]))
+      if ref is None or row["method"] == "unpruned":
+        continue
+      d = cls_cos[(row["method"], row["r"])] - ref
+      half = 1.959964 * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+      row["cls_cos_diff"], row["cls_cos_diff_half95"] = float(d.mean()), float(half)
   return rows
 
 
@@ -303,7 +327,8 @@ def measure_vhf(c, model, params, images):
 
 def _write_csv(path, rows):
   with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    fields = list(dict.fromkeys(k for r in rows for k in r))  # every row's keys, in order
+    w = csv.DictWriter(f, fieldnames=fields, restval="")
     w.writeheader()
     w.writerows(rows)
 
@@ -330,6 +355,10 @@ def _markdown(c, rows, vhf, n_images, source, seconds, command):
     "| mean-patch cos | mean-patch kNN agree |",
     "|---|---|---|---|---|---|---|---|---|",
   ]
+  paired = any("cls_cos_diff" in r for r in rows)
+  if paired:
+    lines[-2] += " CLS cos − zero_tprune (95 % CI) |"
+    lines[-1] += "---|"
   for r in rows:
     lines.append(
       f"| {r['method']} | {r['r']} | {r['gflops']:.2f} | {r['overhead_gflops']:.3f} "
@@ -337,6 +366,9 @@ def _markdown(c, rows, vhf, n_images, source, seconds, command):
       f"| {r['cls_cos_p10']:.4f} | {r['cls_knn_agree']:.3f} | {r['mean_patch_cos_mean']:.4f} "
       f"| {r['mean_patch_knn_agree']:.3f} |"
     )
+    if paired:
+      d = r.get("cls_cos_diff")
+      lines[-1] += " - |" if d is None else f" {d:+.4f} (±{r['cls_cos_diff_half95']:.4f}) |"
   lines += [
     "",
     f"VHF head pass fraction on the real model (Zero-TPrune's schedule at r={c.viz_budget}; "
@@ -372,7 +404,8 @@ def main(argv):
   workdir = _WORKDIR.value
   os.makedirs(workdir, exist_ok=True)
   pruned = _pruned_models(c, model)
-  kept_tokens_figure(c, model, params, pruned, os.path.join(workdir, "kept_tokens.png"))
+  if not c.get("variants", ()):  # the figure has one column per model
+    kept_tokens_figure(c, model, params, pruned, os.path.join(workdir, "kept_tokens.png"))
   images, _ = fidelity_set(c, size)
   vhf = measure_vhf(c, model, params, images)
   for v in vhf:

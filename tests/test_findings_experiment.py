@@ -37,3 +37,26 @@ def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
   # Pruning before the MLP saves that MLP too, so the same budget removes fewer tokens.
   assert by["after_attention"]["r"] < by["paper_reading"]["r"] == by["random"]["r"]
   assert (tmp_path / "findings.md").read_text().count("\n| ") == 1 + len(names)
+
+
+def test_dinov2_photos_variants_pairs_each_variant_with_zero_tprune(tmp_path):
+  pytest.importorskip("skimage", reason="needs scikit-image (`pip install -e .[test]`)")
+  cmd = [sys.executable, "-m", "experiments.dinov2_photos",
+         "--config=configs/dinov2_photos.py:runlocal,variants", f"--workdir={tmp_path}"]  # fmt: skip
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env={**os.environ})  # fmt: skip
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  import csv
+
+  with open(tmp_path / "fidelity.csv") as f:
+    rows = {r["method"]: r for r in csv.DictReader(f)}
+  assert set(rows) == {"unpruned", "random", "tome", "zero_tprune",
+                       "zero_tprune:after_attention", "zero_tprune:partition_full"}  # fmt: skip
+  assert float(rows["zero_tprune"]["cls_cos_diff"]) == 0.0
+  for name in ("zero_tprune:after_attention", "zero_tprune:partition_full", "random"):
+    diff = float(rows[name]["cls_cos_diff"])
+    assert diff == pytest.approx(
+      float(rows[name]["cls_cos_mean"]) - float(rows["zero_tprune"]["cls_cos_mean"]), abs=1e-6
+    )
+  assert rows["unpruned"]["cls_cos_diff"] == ""
+  assert not (tmp_path / "kept_tokens.png").exists()
