@@ -1,5 +1,6 @@
 """experiments/zero_tprune_findings.py in its runlocal mode: the table recomputes from its hits."""
 
+import csv
 import json
 import os
 import pathlib
@@ -41,13 +42,11 @@ def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
 
 def test_dinov2_photos_variants_pairs_each_variant_with_zero_tprune(tmp_path):
   pytest.importorskip("skimage", reason="needs scikit-image (`pip install -e .[test]`)")
-  cmd = [sys.executable, "-m", "experiments.dinov2_photos",
-         "--config=configs/dinov2_photos.py:runlocal,variants", f"--workdir={tmp_path}"]  # fmt: skip
+  config = "--config=configs/dinov2_photos.py:runlocal,variants"
+  cmd = [sys.executable, "-m", "experiments.dinov2_photos", config, f"--workdir={tmp_path}"]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env={**os.environ})  # fmt: skip
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  import csv
-
   with open(tmp_path / "fidelity.csv") as f:
     rows = {r["method"]: r for r in csv.DictReader(f)}
   assert set(rows) == {"unpruned", "random", "tome", "zero_tprune",
