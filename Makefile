@@ -11,7 +11,7 @@ PARITY := 1
 endif
 PARITY ?= 0
 
-.PHONY: demo demo-full test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
+.PHONY: demo demo-full demo-textured test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
   fashion-mnist train-default
 
 $(PY):
@@ -43,9 +43,14 @@ endif
 demo: $(VENV)/.installed
 	$(PY) -m experiments.demo --config=configs/demo.py --workdir=results/demo
 
-# The larger run: 5000 evaluation images and a schedule search at all three budgets.
-demo-full: $(VENV)/.installed
+# The larger run: 5000 evaluation images and a schedule search at all three budgets,
+# then the same methods on the textured Fashion-MNIST model (demo-textured).
+demo-full: $(VENV)/.installed demo-textured
 	$(PY) -m experiments.demo --config=configs/demo.py:full --workdir=results/demo_full
+
+# Every method and the ablation ladder on the 144-patch textured Fashion-MNIST ViT.
+demo-textured: $(VENV)/.installed
+	$(PY) -m experiments.demo --config=configs/demo.py:textured --workdir=results/demo_textured
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

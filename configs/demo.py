@@ -23,6 +23,12 @@ faster. Measured times are in the README.
 Writes to the workdir: `summary.json`, `table.md`, `accuracy_vs_gflops.png`,
 `kept_tokens.png`, `search_<budget>.csv`. The last line is `demo_ok=1`.
 
+`:textured` (`make demo-textured`, also run by `make demo-full`; issue 19): the same run on
+the 144-patch ViT trained on textured Fashion-MNIST (models/vit_textured/MODEL_CARD.md),
+on the textured test split (the committed test garments on the test photographs,
+regenerated bit-exactly), written to results/demo_textured:
+  python -m experiments.demo --config=configs/demo.py:textured --workdir=results/demo_textured
+
 `:runlocal`: a 2-block random ViT on 96 test images, one budget, 2 search samples
 (seconds; plumbing only, accuracies at chance level).
 """
@@ -35,7 +41,7 @@ from configs.common import parse_arg
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False, full=False)
+  arg = parse_arg(arg, runlocal=False, full=False, textured=False)
   c = eval_config.base_config("fmnist_default", arg.runlocal)
   c.checkpoint = "models/vit_fmnist/vit_fmnist_patch4_28.safetensors"
   c.budget_fractions = (0.65, 0.8, 0.55)  # of the unpruned blocks-only GFLOPs; first: ladder
@@ -54,6 +60,10 @@ def get_config(arg=None):
   c.compilation_cache_dir = ".jax_cache"  # JAX persistent compilation cache ("": off)
   c.workers = 2  # accuracy jobs at a time (compiles are single-threaded); speed: one at a time
   c.progress = True
+  if arg.textured:
+    c.model_name = "vit_textured_patch8_96"
+    c.checkpoint = "models/vit_textured/vit_textured_patch8_96.safetensors"
+    c.data.name = "textured_fmnist"
   if arg.full:
     c.calib_size = 1000  # test images 0..999
     c.eval_size = 5000  # test images 1000..5999

@@ -190,7 +190,7 @@ def main(argv):
     f.write(table)
   plots.plot_accuracy_vs_gflops(
     rows, os.path.join(workdir, "accuracy_vs_gflops.png"),
-    title=f"{c.model_name} on Fashion-MNIST test[{c.calib_size}:{c.calib_size + c.eval_size}]",
+    title=f"{c.model_name} on {c.data.name} test[{c.calib_size}:{c.calib_size + c.eval_size}]",
     interval_key="top1_ci95",
   )  # fmt: skip
 
