@@ -19,12 +19,15 @@ from tqdm import tqdm
 import ztprune_jax as zt
 from configs import dinov2_photos, zero_tprune
 from experiments import cli
-from ztprune_jax import evaluation, heads, keep, partition, pruners, run_lib, wpr
+from ztprune_jax import run_lib
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 from ztprune_jax.data.preprocess import model_preprocess
-from ztprune_jax.layer import zero_tprune_layer
+from ztprune_jax.eval import evaluation
 from ztprune_jax.models.hooks import TokenTransform
-from ztprune_jax.training import preprocess
+from ztprune_jax.pruning import pruners
+from ztprune_jax.train.training import preprocess
+from ztprune_jax.zero_tprune import heads, keep, partition, wpr
+from ztprune_jax.zero_tprune.layer import zero_tprune_layer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/bench_pruning.py", "Bench config.")
 _ZERO_TPRUNE_FAMILY = ("zero_tprune", "wpr", "wpr_eir", "wpr_eir_vhf")

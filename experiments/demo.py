@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import eval_lib, evaluation, intervals, plots
+from ztprune_jax.eval import eval_lib, evaluation, intervals, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config.")
 _WORKDIR = flags.DEFINE_string("workdir", "results/demo", "Where the outputs go.")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import ztprune_jax as zt
 from experiments import cli
-from ztprune_jax import fidelity
+from ztprune_jax.eval import fidelity
 from ztprune_jax.models.hooks import TokenTransform
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/dinov2_photos.py", "Config.")

@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import parallel, training
+from ztprune_jax import parallel
 from ztprune_jax.data import textured_fmnist
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
+from ztprune_jax.train import training
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/train_fashion_mnist.py", "Training config."

@@ -10,11 +10,11 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from ztprune_jax.layer import ZeroTPruneHParams
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.pruners import I_STAGE_ONLY, prune
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning.pruners import I_STAGE_ONLY, prune
+from ztprune_jax.pruning.transforms import PruneArgs
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams
 
 __all__ = ["build_model", "build_pruned", "prune_args", "schedule_from_config"]
 

@@ -16,7 +16,8 @@ _EIGHT_DEVICES = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np
   import ztprune_jax as zt
-  from ztprune_jax import evaluation, parallel
+  from ztprune_jax.eval import evaluation
+  from ztprune_jax import parallel
   assert jax.device_count() == 8, jax.devices()
   model = zt.create_model("deit_tiny_patch16_224", depth=3, image_size=32, patch_size=8,
                           num_classes=7)

@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ztprune_jax import keep
-from ztprune_jax.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
-from ztprune_jax.schedule import LayerPlan
+from ztprune_jax.zero_tprune import keep
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
+from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 __all__ = [
   "AtsLike",

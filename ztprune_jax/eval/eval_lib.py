@@ -20,13 +20,14 @@ import numpy as np
 from absl import logging
 
 from ztprune_jax import data as data_lib
-from ztprune_jax import evaluation, pruners, tome
 from ztprune_jax.checkpoints import load_checkpoint
 from ztprune_jax.data.registry import model_label_names
-from ztprune_jax.layer import ZeroTPruneHParams
+from ztprune_jax.eval import evaluation
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import PruneArgs, ZeroTPrune
+from ztprune_jax.pruning import pruners, tome
+from ztprune_jax.pruning.transforms import PruneArgs, ZeroTPrune
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams
 
 __all__ = [
   "append_csv",

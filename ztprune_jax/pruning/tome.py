@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning.transforms import PruneArgs
 
 __all__ = [
   "Matching",

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ztprune_jax import partition as partition_lib
-from ztprune_jax.schedule import LayerPlan
+from ztprune_jax.zero_tprune import partition as partition_lib
+from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 __all__ = [
   "block_macs",

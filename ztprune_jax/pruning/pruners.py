@@ -16,13 +16,13 @@ import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ztprune_jax import flops
-from ztprune_jax import schedule as schedule_lib
-from ztprune_jax import tome as tome_lib
-from ztprune_jax.layer import ZeroTPruneOptions
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import AtsLike, RandomDrop, TokenPruner, TopKClsAttn, ZeroTPrune
+from ztprune_jax.pruning import flops
+from ztprune_jax.pruning import tome as tome_lib
+from ztprune_jax.pruning.transforms import AtsLike, RandomDrop, TokenPruner, TopKClsAttn, ZeroTPrune
+from ztprune_jax.zero_tprune import schedule as schedule_lib
+from ztprune_jax.zero_tprune.layer import ZeroTPruneOptions
 
 __all__ = ["PRUNERS", "count_flops", "get_pruner", "prune", "resolve_schedule"]
 
