@@ -22,9 +22,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
+import parallel_jax as parallel
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import parallel
 from ztprune_jax.data import textured_fmnist
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 from ztprune_jax.train import training

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm.auto as tqdm
 
-from ztprune_jax import parallel
+import parallel_jax as parallel
 from ztprune_jax.models.vit import VisionTransformer
 from ztprune_jax.pruning import pruners
 from ztprune_jax.pruning.transforms import PruneArgs
