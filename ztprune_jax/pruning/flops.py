@@ -15,16 +15,37 @@ thin wrapper that reads ``depth``, ``width``, ``mlp_dim``, ``num_heads``, ``patc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ztprune_jax.zero_tprune import partition as partition_lib
 from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 __all__ = [
+  "BlockCounts",
   "block_macs",
   "count_flops",
   "pruning_overhead_macs",
   "wpr_macs",
 ]
+
+
+class BlockCounts(NamedTuple):
+  """What a token transform does to a model's cost: its hook for the model-level count.
+
+  Every method's transform returns one from ``block_counts(model)``; `pruners.count_flops`
+  turns it into MACs with `count_flops` below, so a new method needs no edit there.
+
+  Attributes:
+    tokens: ``depth`` ints, tokens each block's attention processes (prefix included).
+    mlp_tokens: ``depth`` ints, tokens each block's MLP processes (fewer than ``tokens``
+      only when a method merges inside the block, as ToMe does).
+    overhead: MACs the method itself adds (Zero-TPrune's WPR and similarity, ToMe's
+      matching); 0 for methods whose selection is not counted.
+  """
+
+  tokens: tuple[int, ...]
+  mlp_tokens: tuple[int, ...]
+  overhead: int = 0
 
 
 def _mlp_dim(width: int, mlp_ratio: float) -> int:
