@@ -25,6 +25,7 @@ __all__ = [
   "block_macs",
   "count_flops",
   "pruning_overhead_macs",
+  "schedule_overhead_macs",
   "wpr_macs",
 ]
 
@@ -126,6 +127,11 @@ def pruning_overhead_macs(
   return macs
 
 
+def schedule_overhead_macs(plans: Sequence[LayerPlan], **kwargs) -> int:
+  """`pruning_overhead_macs` summed over a schedule's pruning layers (same keywords)."""
+  return sum(pruning_overhead_macs(plan, **kwargs) for plan in plans)
+
+
 def count_flops(
   depth: int,
   width: int,
@@ -197,18 +203,15 @@ def count_flops(
   num_patches = (image_size // patch_size) ** 2
   patch_embed = num_patches * in_chans * patch_size * patch_size * width
   head = width * num_classes
-  overhead = sum(
-    pruning_overhead_macs(
-      plan,
-      num_heads=num_heads,
-      width=width,
-      num_prefix=num_prefix,
-      feature=feature,
-      partition=partition,
-      rerun_wpr=rerun_wpr,
-      prime_iters=prime_iters,
-    )
-    for plan in pruning_layers
+  overhead = schedule_overhead_macs(
+    pruning_layers,
+    num_heads=num_heads,
+    width=width,
+    num_prefix=num_prefix,
+    feature=feature,
+    partition=partition,
+    rerun_wpr=rerun_wpr,
+    prime_iters=prime_iters,
   )
   total = blocks + patch_embed + head
   return {

@@ -163,19 +163,12 @@ class ZeroTPrune(TokenPruner):
 
   def overhead_macs(self, model: VisionTransformer) -> int:
     """WPR and similarity MACs of every pruning layer (`flops.pruning_overhead_macs`)."""
-    return sum(
-      flops.pruning_overhead_macs(
-        plan,
-        num_heads=model.num_heads,
-        width=model.width,
-        num_prefix=model.num_prefix_tokens,
-        feature=self.options.feature,
-        partition=self.options.partition,
-        rerun_wpr=self.options.rerun_wpr,
-        prime_iters=self.options.prime_iters,
-      )
-      for plan in self.plans
-    )
+    o = self.options
+    return flops.schedule_overhead_macs(
+      self.plans, num_heads=model.num_heads, width=model.width,
+      num_prefix=model.num_prefix_tokens, feature=o.feature, partition=o.partition,
+      rerun_wpr=o.rerun_wpr, prime_iters=o.prime_iters,
+    )  # fmt: skip
 
   def select(self, plan, x, out, state):
     options = dataclasses.replace(
