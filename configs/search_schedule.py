@@ -12,7 +12,7 @@ Arg keys (`--config=configs/search_schedule.py:budget=2.5,score=kl,runlocal`):
   budget: blocks-only GFLOPs; default 2.97, the paper's DeiT-S Zero-TPrune-a budget.
   score: agreement (default; top-1 agreement with the unpruned model) | kl | accuracy
     (top-1 against the labels; needs `calib.dataset`).
-  method: a pruning method of `ztprune_jax.pruners.PRUNERS` (default zero_tprune).
+  method: a pruning method of `ztprune_jax.pruning.pruners.PRUNERS` (default zero_tprune).
   samples: schedules to try (default 50, our choice).
   runlocal: 4-block 32-px DeiT-Ti (whatever `model` says), 2 samples, 8 calibration
     images (under a minute on 2 CPU cores, most of it compiling).

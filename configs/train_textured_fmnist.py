@@ -25,7 +25,7 @@ Cost, an *estimate* (no full run yet). `python -m experiments.bench_train_step` 
 train steps of batch 128 of both models interleaved on the shared 2-core machine (other
 sessions running, load average 7-9): medians 1.540 s (`vit_fmnist_patch4_28`) and 4.742 s
 (this model), `ratio=3.079`; an earlier ad-hoc timing at load 6-7 gave 3.63, and
-`ztprune_jax.flops.count_flops` gives 149.9 M vs 43.3 M MACs per image (3.46). The default
+`ztprune_jax.pruning.flops.count_flops` gives 149.9 M vs 43.3 M MACs per image (3.46). The default
 model trained at 213 img/s on average (4232 s for 15 x 60000 images, 179-274 img/s with
 the load; models/vit_fmnist/MODEL_CARD.md), hence ~61 img/s here (49-89 over those
 ratios and loads), ~16 min per epoch of 60000 (11-20), plus compositing (1.1 ms per image

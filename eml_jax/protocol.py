@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+import parallel_jax as parallel
 from eml_jax import datasets, learner, predict
 from eml_jax import stream as stream_lib
 from eml_jax.baselines import online
-from ztprune_jax import parallel
 
 
 def split_scale(X, y, *, seed: int, test_frac: float, max_train=None, max_test=None):

@@ -17,9 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 
+import parallel_jax as parallel
 from eml_jax import baselines, datasets, distance, learner, predict, protocol, report, synthetic
 from eml_jax import stream as stream_lib
-from ztprune_jax import parallel
 
 
 def hparams_from_config(c) -> learner.HParams:

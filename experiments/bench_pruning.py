@@ -19,12 +19,14 @@ from tqdm import tqdm
 import ztprune_jax as zt
 from configs import dinov2_photos, zero_tprune
 from experiments import cli
-from ztprune_jax import evaluation, heads, keep, partition, pruners, run_lib, wpr
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
 from ztprune_jax.data.preprocess import model_preprocess
-from ztprune_jax.layer import zero_tprune_layer
+from ztprune_jax.eval import eval_lib, evaluation
 from ztprune_jax.models.hooks import TokenTransform
-from ztprune_jax.training import preprocess
+from ztprune_jax.pruning import pruners
+from ztprune_jax.train.training import preprocess
+from ztprune_jax.zero_tprune import heads, keep, partition, wpr
+from ztprune_jax.zero_tprune.layer import zero_tprune_layer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/bench_pruning.py", "Bench config.")
 _ZERO_TPRUNE_FAMILY = ("zero_tprune", "wpr", "wpr_eir", "wpr_eir_vhf")
@@ -52,9 +54,9 @@ def _setup(c):
       zc.model = type(zc.model)()
       if c.image_size is not None:
         zc.model.image_size = c.image_size
-  base = run_lib.build_model(zc)
+  base = eval_lib.build_model(zc)
   if c.model_name is not None:
-    opts = dict(zc.pruner.to_dict(), s_fraction=zc.s_fraction, wpr_iters=tuple(zc.wpr_iters))
+    opts = eval_lib.method_options(zc, "zero_tprune")
     full = zt.count_flops(base)["blocks"] / 1e9
     budget = evaluation.schedule_for_budget(base, "zero_tprune", c.budget_fraction * full, **opts)
     with zc.unlocked():
@@ -85,11 +87,12 @@ def _time_interleaved(fns: dict, params, images, args: dict, num_runs: int) -> d
   return times
 
 
-def tome_r_for_budget(model, budget_blocks_macs: float) -> int:
+def tome_r_for_budget(zc, model, budget_blocks_macs: float) -> int:
   """ToMe's constant ``r`` whose blocks-only MACs on ``model`` come closest to the budget."""
   best, best_gap = 0, float("inf")
   for r in range(model.num_patches // 2 + 1):
-    gap = abs(zt.count_flops(zt.prune(model, "tome", r=r))["blocks"] - budget_blocks_macs)
+    blocks = zt.count_flops(eval_lib.build_pruned(zc, model, "tome", r))["blocks"]
+    gap = abs(blocks - budget_blocks_macs)
     if gap < best_gap:
       best, best_gap = r, gap
   return best
@@ -101,8 +104,13 @@ def _with_variant(zc, c, variant):
     return zc
   if variant not in c.variants:
     raise ValueError(f"Unknown variant {variant!r}; valid: {sorted(c.variants)}")
+  return _with_options(zc, c.variants[variant].to_dict())
+
+
+def _with_options(zc, options: dict):
+  """``zc`` with ``options`` over its Zero-TPrune options (``tol``: the traced tolerance)."""
   zc = zc.copy_and_resolve_references()
-  opts = c.variants[variant].to_dict()
+  opts = dict(options)
   tol = opts.pop("tol", None)
   with zc.unlocked():
     zc.pruner.update(opts)
@@ -122,21 +130,20 @@ def _methods_main(c) -> None:
   if "zero_tprune" in names and "random" not in names:
     names.append("random")  # the same-schedule reference of zero_tprune_over_random
   zc, base, params, images = _setup(c)
-  budget = zt.count_flops(run_lib.build_pruned(zc, base, "zero_tprune"))["blocks"]
-  r = tome_r_for_budget(base, budget) if c.tome_r is None else c.tome_r
+  budget = zt.count_flops(eval_lib.build_pruned(zc, base, "zero_tprune"))["blocks"]
+  r = tome_r_for_budget(zc, base, budget) if c.tome_r is None else c.tome_r
   models, args = {}, {}
   for name in names:
     if name == "unpruned":
       models[name], args[name] = base, None
     elif name == "tome":
-      models[name], args[name] = zt.prune(base, "tome", r=r), None
+      models[name], args[name] = eval_lib.build_pruned(zc, base, "tome", r), None
     elif name.partition("@")[0] in _ZERO_TPRUNE_FAMILY:  # `method@variant`: a speed variant
       method, _, variant = name.partition("@")
       zv = _with_variant(zc, c, variant or None)
-      models[name], args[name] = run_lib.build_pruned(zv, base, method), run_lib.prune_args(zv)
+      models[name], args[name] = eval_lib.build_pruned(zv, base, method), eval_lib.prune_args(zv)
     else:  # baselines without options, on the preset's schedule
-      sched = run_lib.schedule_from_config(zc)
-      models[name] = zt.prune(base, name, sched, wpr_iters=tuple(zc.wpr_iters))
+      models[name] = eval_lib.build_pruned(zc, base, name)
       args[name] = zt.PruneArgs(rng=jax.random.key(c.seed))
   fns = {
     name: jax.jit(lambda p, x, a, m=m: m.apply({"params": p}, x, transform_args=a))
@@ -146,7 +153,7 @@ def _methods_main(c) -> None:
   times = _time_interleaved(fns, params, images, args, c.num_runs)
   print(
     f"model={zc.model_name} batch={c.batch_size} runs={c.num_runs} schedule="
-    f"{run_lib.schedule_from_config(zc)} variant={c.variant} "
+    f"{eval_lib.schedule_from_config(zc)} variant={c.variant} "
     f"load_avg_before={load_before} load_avg_after={_load()}"
   )
   print(f"{'method':20s} {'GMACs':>7s} {'+ovh':>7s} {'img/s':>8s}")
@@ -258,13 +265,13 @@ def _layer_parts(options, hparams, num_keep_s: int, num_keep_i: int) -> dict:
 def _profile_main(c) -> None:
   """Times each part of the first pruning layer on its real inputs (captured from the model)."""
   zc, base, params, images = _setup(c)
-  pruned = run_lib.build_pruned(zc, base, "zero_tprune")
+  pruned = eval_lib.build_pruned(zc, base, "zero_tprune")
   pruner = pruned.token_transform
   plan = pruner.plans[0]
   options = dataclasses.replace(
     pruner.options, num_iters=plan.num_iters, num_prefix=pruner.num_prefix
   )
-  hparams = run_lib.prune_args(zc).hparams
+  hparams = eval_lib.prune_args(zc).hparams
   cap = base.clone(token_transform=_Capture(plan.layer))
   _, (x, out) = jax.jit(lambda p, i: cap.apply({"params": p}, i, return_state=True))(params, images)
   env = {"attn": out.attn, "out": out, "x": x}
@@ -381,16 +388,13 @@ def _agreement_main(c) -> None:
   images, labels = _images_and_labels(c, base, num)
   pad = -num % c.batch_size  # the last batch is padded by repetition (one compile)
   images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-  sched = run_lib.schedule_from_config(zc)
-  common = dict(zc.pruner.to_dict(), s_fraction=zc.s_fraction, wpr_iters=tuple(zc.wpr_iters))
-  hp = run_lib.prune_args(zc).hparams
+  sched = eval_lib.schedule_from_config(zc)
   results = {}
   variants = {"paper_exact": dict(warm_start=0.0), **c.variants.to_dict()}
   for name, opts in variants.items():
-    opts = dict(opts)
-    tol = opts.pop("tol", None)
-    model = zt.prune(base, "zero_tprune", sched, **{**common, **opts})
-    args = zt.PruneArgs(hp if tol is None else hp._replace(tol=jnp.float32(tol)))
+    zv = _with_options(zc, opts)
+    model = eval_lib.build_pruned(zv, base, "zero_tprune", sched)
+    args = zt.PruneArgs(eval_lib.prune_args(zv).hparams)
     fn = jax.jit(lambda p, x, a, m=model: m.apply({"params": p}, x, True, a))
     preds, kept = [], []
     for i in range(0, num, c.batch_size):
@@ -446,15 +450,15 @@ def main(argv):
   suffix = ",runlocal" if c.runlocal else ""
   zcfgs = {p: zero_tprune.get_config(p + suffix) for p in c.presets}
   first = next(iter(zcfgs.values()))
-  base = run_lib.build_model(first)
+  base = eval_lib.build_model(first)
   size = base.image_size
   images = jax.random.normal(jax.random.key(c.seed), (c.batch_size, size, size, 3))
   params = jax.jit(base.init)(jax.random.key(c.seed), images[:1])["params"]
   models = {"unpruned": base}
   args = {"unpruned": None}
   for name, zc in zcfgs.items():
-    models[name] = run_lib.build_pruned(zc, base)
-    args[name] = run_lib.prune_args(zc)
+    models[name] = eval_lib.build_pruned(zc, base)
+    args[name] = eval_lib.prune_args(zc)
   fns = {
     name: jax.jit(lambda p, x, a, m=m: m.apply({"params": p}, x, transform_args=a))
     for name, m in models.items()

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import cli
-from ztprune_jax import training
+from ztprune_jax.train import training
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/bench_train_step.py", "Benchmark config."

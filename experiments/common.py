@@ -7,7 +7,7 @@ off and nothing changes.
 
 from absl import app, flags
 
-from ztprune_jax import parallel
+import parallel_jax as parallel
 
 _DISTRIBUTED = flags.DEFINE_bool(
   "distributed", False, "Join a multi-host JAX runtime (jax.distributed.initialize())."

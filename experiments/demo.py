@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import eval_lib, evaluation, intervals, plots
+from ztprune_jax.eval import eval_lib, evaluation, intervals, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config.")
 _WORKDIR = flags.DEFINE_string("workdir", "results/demo", "Where the outputs go.")
@@ -165,15 +165,18 @@ def main(argv):
   # Phase 2, speed: one point at a time on a quiet machine, timing the program that the
   # accuracy pass compiled (kept in memory or in the persistent cache: no recompilation).
   configs = [quiet] * len(rows)
-  pruned = [model if m == "none" else
-            zt.prune(model, m, eval_lib.schedule_for(quiet, model, m, b).schedule,
-                     **eval_lib.method_options(quiet, m)) for m, b in plan]  # fmt: skip
+
+  def pruned_at(method, budget):
+    bs = eval_lib.schedule_for(quiet, model, method, budget)
+    return eval_lib.build_pruned(quiet, model, method, bs.schedule)
+
+  pruned = [model if m == "none" else pruned_at(m, b) for m, b in plan]
   searches = {}
   for budget, (rec, c_s, bs, info) in zip(search_budgets, searched, strict=True):
     rec["method"] = SEARCHED
     rows.append(rec)
     configs.append(c_s)
-    pruned.append(zt.prune(model, "zero_tprune", bs.schedule, **c_s.method_options.zero_tprune))
+    pruned.append(eval_lib.build_pruned(c_s, model, "zero_tprune", bs.schedule))
     searches[budget] = info
   for r, cfg, pm in zip(rows, configs, pruned, strict=True):
     bar.set_postfix_str(f"img/s {r['method']}")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import ztprune_jax as zt
 from experiments import cli
-from ztprune_jax import fidelity
+from ztprune_jax.eval import eval_lib, fidelity
 from ztprune_jax.models.hooks import TokenTransform
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/dinov2_photos.py", "Config.")
@@ -166,20 +166,17 @@ def _pruned_models(c, model):
     if method not in zt.PRUNERS:
       logging.warning("method %r is not registered in this build: skipped", method)
       continue
-    for r in c.budgets:
-      if method == "tome":  # r merges inside each of the same blocks
-        per_block = [int(r) if i in c.prune_layers else 0 for i in range(model.depth)]
-        out[(method, int(r))] = zt.prune(model, method, r=per_block)
-      else:
-        sched = {"r": int(r), "layers": tuple(c.prune_layers)}
-        out[(method, int(r))] = zt.prune(model, method, sched)
+    for r in c.budgets:  # ToMe merges r inside each of the same blocks
+      sched = {"r": int(r), "layers": tuple(c.prune_layers)}
+      out[(method, int(r))] = eval_lib.build_pruned(c, model, method, sched)
+  base = eval_lib.method_options(c, "zero_tprune")
   for name in c.get("variants", ()):
     if name not in VARIANTS:
       raise ValueError(f"config.variants: unknown {name!r}; valid: {sorted(VARIANTS)}")
     for r in c.budgets:
       sched = {"r": int(r), "layers": tuple(c.prune_layers)}
-      out[(f"zero_tprune:{name}", int(r))] = zt.prune(model, "zero_tprune", sched,
-                                                       **VARIANTS[name][1])  # fmt: skip
+      opts = {**base, **VARIANTS[name][1]}
+      out[(f"zero_tprune:{name}", int(r))] = zt.prune(model, "zero_tprune", sched, **opts)
   return out
 
 

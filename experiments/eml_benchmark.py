@@ -27,9 +27,9 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
+import parallel_jax as parallel
 from eml_jax import report, run_lib
 from experiments import cli, common
-from ztprune_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/eml_benchmark.py", "EML benchmark config."

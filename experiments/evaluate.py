@@ -9,7 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli, common
-from ztprune_jax import eval_lib
+from ztprune_jax.eval import eval_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "Evaluation config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the record, CSV and summaries go.")

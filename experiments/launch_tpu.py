@@ -7,7 +7,7 @@ Prints, then executes (unless ``--dry_run``), one ``gcloud compute tpus tpu-vm s
    ``tpu`` extra (``jax[tpu]``) into ``.venv``.
 2. run: ``python -m <module> --distributed <args after -->`` on every worker at once;
    ``--distributed`` makes the entry point call `jax.distributed.initialize()`, so all
-   hosts join one JAX runtime and `ztprune_jax.parallel` shards over every chip.
+   hosts join one JAX runtime and `parallel_jax` shards over every chip.
 
 Example (prints the commands only)::
 
@@ -17,7 +17,7 @@ Example (prints the commands only)::
     --config=configs/eval.py:imagenet_deit_s --config.method=zero_tprune
 
 Every worker must see the data (e.g. ImageNet in a GCS-fused or per-host ``manual_dir``);
-each host reads only its slice (`ztprune_jax.parallel.host_batch_slice`).
+each host reads only its slice (`parallel_jax.host_batch_slice`).
 """
 
 from __future__ import annotations

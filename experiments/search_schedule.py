@@ -21,7 +21,8 @@ from ml_collections import config_flags
 import ztprune_jax as zt
 from experiments import cli, common
 from ztprune_jax import data as data_lib
-from ztprune_jax import eval_lib, search
+from ztprune_jax.eval import eval_lib
+from ztprune_jax.pruning import search
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/search_schedule.py", "Schedule-search config."

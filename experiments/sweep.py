@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import eval_lib, plots
+from ztprune_jax.eval import eval_lib, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sweep.py", "Sweep config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the tables and the plot go.")

@@ -22,11 +22,12 @@ from absl import flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
+import parallel_jax as parallel
 import ztprune_jax as zt
 from experiments import cli, common
-from ztprune_jax import parallel, training
 from ztprune_jax.data import textured_fmnist
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
+from ztprune_jax.train import training
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/train_fashion_mnist.py", "Training config."

@@ -23,7 +23,7 @@ from tqdm import tqdm
 import ztprune_jax as zt
 from configs.zero_tprune_findings import REFERENCES, VARIANTS
 from experiments import cli, common
-from ztprune_jax import eval_lib, evaluation, intervals
+from ztprune_jax.eval import eval_lib, evaluation, intervals
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/zero_tprune_findings.py", "Findings config."

@@ -1,5 +1,6 @@
-"""Shared fixtures and markers: `rng`, `slow`, and the parity/ONNX gates."""
+"""Shared fixtures and markers: `rng`, `x64`, `slow`, and the parity/ONNX gates."""
 
+import contextlib
 import importlib.util
 import os
 
@@ -56,3 +57,19 @@ def fmnist_train_dir(tmp_path_factory):
 def rng():
   """A fresh PRNG key per test."""
   return jax.random.key(0)
+
+
+@contextlib.contextmanager
+def _float64():
+  old = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_x64", old)
+
+
+@pytest.fixture
+def x64():
+  """A context manager: float64 JAX inside its block (``with x64(): ...``), restored after."""
+  return _float64

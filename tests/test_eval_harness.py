@@ -15,7 +15,7 @@ from configs import eval as eval_config
 from configs import sweep as sweep_config
 from configs import visualize as visualize_config
 from configs import zero_tprune
-from ztprune_jax import eval_lib, evaluation
+from ztprune_jax.eval import eval_lib, evaluation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

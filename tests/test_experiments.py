@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs import zero_tprune
-from ztprune_jax import intervals
+from ztprune_jax.eval import intervals
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ztprune_jax import intervals
+from ztprune_jax.eval import intervals
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

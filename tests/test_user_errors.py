@@ -23,7 +23,9 @@ from configs import sweep as sweep_config
 from configs import visualize as visualize_config
 from eml_jax import protocol
 from eml_jax import stream as stream_lib
-from ztprune_jax import data, eval_lib, evaluation, tome
+from ztprune_jax import data
+from ztprune_jax.eval import eval_lib, evaluation
+from ztprune_jax.pruning import tome
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FAST = ("--config.throughput.enabled=False", "--config.tensorboard=False")

@@ -7,7 +7,7 @@ import pytest
 
 import ztprune_jax as zt
 from configs import zero_tprune
-from ztprune_jax import run_lib
+from ztprune_jax.eval import eval_lib
 
 # Constant-r schedules move FLOPs in steps of ~0.13 G on DeiT-S; the nearest step lands
 # within 0.05 G of each of the paper's budgets (see the config's table).
@@ -17,7 +17,7 @@ TOL_GMACS = 0.05
 @pytest.mark.parametrize("preset", zero_tprune.PRESETS)
 def test_preset_flops_match_paper(preset):
   c = zero_tprune.get_config(preset)
-  pruned = run_lib.build_pruned(c, run_lib.build_model(c))
+  pruned = eval_lib.build_pruned(c, eval_lib.build_model(c))
   gmacs = zt.count_flops(pruned)["blocks"] / 1e9
   if preset == "finetune_369":  # the paper's 3.55 G is after fine-tuning; spec says ~3.49
     assert round(gmacs, 2) == 3.49
@@ -33,13 +33,13 @@ def test_positional_preset_and_errors():
 
 def test_runlocal_ladder_runs():
   c = zero_tprune.get_config("ablation_3.08g,runlocal")
-  model = run_lib.build_model(c)
+  model = eval_lib.build_model(c)
   images = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
   params = model.init(jax.random.key(1), images)["params"]
   base = model.apply({"params": params}, images)
-  args = run_lib.prune_args(c, rng=jax.random.key(2))
+  args = eval_lib.prune_args(c, rng=jax.random.key(2))
   for method in c.methods:
-    pruned = run_lib.build_pruned(c, model, method)
+    pruned = eval_lib.build_pruned(c, model, method)
     logits, state = pruned.apply({"params": params}, images, return_state=True, transform_args=args)
     assert logits.shape == base.shape and bool(jnp.all(jnp.isfinite(logits)))
     assert [k.shape[1] for k in state.kept] == [1 + 12, 1 + 8], method

@@ -1,7 +1,5 @@
 """OT pieces: ott-jax values against POT / a hand Sinkhorn, envelope gradients, batching."""
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,16 +8,6 @@ import pytest
 from scipy.special import logsumexp
 
 import eml_jax as eml
-
-
-@contextlib.contextmanager
-def x64():
-  old = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", old)
 
 
 def np_sinkhorn(a, b, C, eps, iters=5000):
@@ -41,7 +29,7 @@ def reg_cost(P, a, b, C, eps):
 TIGHT = dict(threshold=1e-10, max_iterations=20000)
 
 
-def test_feature_ot_matches_pot_and_hand_sinkhorn():
+def test_feature_ot_matches_pot_and_hand_sinkhorn(x64):
   with x64():
     rng = np.random.default_rng(0)
     k, d = 3, 6
@@ -75,7 +63,7 @@ def _embedding_problem(rng, n=6, m=5, k=3, d=4, C=3):
   return L, E, ye, a, Z, yz, b
 
 
-def test_embedding_ot_matches_hand_sinkhorn_and_cost_definition():
+def test_embedding_ot_matches_hand_sinkhorn_and_cost_definition(x64):
   with x64():
     rng = np.random.default_rng(1)
     L, E, ye, a, Z, yz, b = _embedding_problem(rng)
@@ -93,7 +81,7 @@ def test_embedding_ot_matches_hand_sinkhorn_and_cost_definition():
     )
 
 
-def test_feature_ot_gradient_matches_closed_form():
+def test_feature_ot_gradient_matches_closed_form(x64):
   """∂/∂L ⟨P, C(L)⟩ = 2L(diag(P1) + diag(Pᵀ1) − P − Pᵀ) at the optimal (envelope) P."""
   with x64():
     rng = np.random.default_rng(2)
@@ -109,7 +97,7 @@ def test_feature_ot_gradient_matches_closed_form():
     np.testing.assert_allclose(np.asarray(g), closed, rtol=1e-5, atol=1e-8)
 
 
-def test_embedding_ot_gradient_matches_closed_form():
+def test_embedding_ot_gradient_matches_closed_form(x64):
   """C_ij = ‖e_i − L z_j‖² + const ⇒ ∂/∂L = Σ_ij 2 P_ij (L z_j − e_i) z_jᵀ."""
   with x64():
     rng = np.random.default_rng(3)

@@ -15,7 +15,6 @@ One `step` with η = 1 and no prox moves ``L`` by exactly minus its gradient, wh
 equal central differences of the oracle along random directions.
 """
 
-import contextlib
 import functools
 
 import jax
@@ -33,16 +32,6 @@ SPEC = eml.LearnerSpec(n_classes=C, rank=K, mem_size=3, n_neg=4, res_size=4, sta
 # Library Sinkhorn run to float64 convergence: the envelope gradient is exact only at the
 # optimal coupling.
 TIGHT = dict(threshold=1e-11, max_iterations=20000)
-
-
-@contextlib.contextmanager
-def x64():
-  old = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", old)
 
 
 # ----------------------------------------------------------------------- the oracle
@@ -171,7 +160,7 @@ def _step(spec):
 @pytest.mark.parametrize(
   "nu, ot_features", [(0.7, "all"), (0.7, "survived"), (0.0, "all")]
 )  # fmt: skip
-def test_istage_step_follows_the_gradient_of_the_full_loss(nu, ot_features):
+def test_istage_step_follows_the_gradient_of_the_full_loss(nu, ot_features, x64):
   spec = SPEC._replace(ot_features=ot_features)
   base = _istage_state()  # float32, built outside the float64 context
   with x64():

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import parallel_jax as parallel
 from eml_jax import baselines, datasets, learner, protocol
 from eml_jax.baselines import online
-from ztprune_jax import parallel
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2)
@@ -150,7 +150,7 @@ _EIGHT_DEVICES = textwrap.dedent(
   import jax, numpy as np
   sys.path.insert(0, "tests/eml_jax")
   import test_eml_parallel_runs as T
-  from ztprune_jax import parallel
+  import parallel_jax as parallel
   assert jax.device_count() == 8, jax.devices()
   mesh = parallel.make_mesh()
   np.savez(sys.argv[1], **T.parallel_outputs(mesh))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import pruners, tome
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
-from ztprune_jax.schedule import LayerPlan
-from ztprune_jax.transforms import AtsLike, PruneArgs, PruneState, TopKClsAttn
+from ztprune_jax.pruning import pruners, tome
+from ztprune_jax.pruning.transforms import AtsLike, PruneArgs, PruneState, TopKClsAttn
+from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "fixtures" / "tome_reference"
 PARITY_ATOL = 1e-4  # float32 logits, as for the timm parity tests

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import training
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
+from ztprune_jax.train import training
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parents[2] / "models" / "vit_fmnist"
 META = json.loads((MODEL_DIR / "model.json").read_text())

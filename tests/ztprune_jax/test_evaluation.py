@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import data, evaluation
+from ztprune_jax import data
+from ztprune_jax.eval import evaluation
 
 
 def _tiny(**kw):

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 
 import ztprune_jax as zt
-from ztprune_jax import data, evaluation
+from ztprune_jax import data
+from ztprune_jax.eval import evaluation
 
 
 def test_correct_holds_each_examples_top1_hit_in_order():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import fidelity
+from ztprune_jax.eval import fidelity
 
 
 @pytest.fixture(scope="module")

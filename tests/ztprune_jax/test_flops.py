@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ztprune_jax import flops, schedule
+from ztprune_jax.pruning import flops
+from ztprune_jax.zero_tprune import schedule
 
 DEIT_S = dict(depth=12, width=384, mlp_ratio=4.0)
 

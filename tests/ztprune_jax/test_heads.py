@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import heads
+from ztprune_jax.zero_tprune import heads
 
 ADMIT_ALL = (-np.inf, np.inf)
 

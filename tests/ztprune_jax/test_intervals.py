@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ztprune_jax import intervals
+from ztprune_jax.eval import intervals
 
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import heads, keep, partition, wpr
-from ztprune_jax.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
+from ztprune_jax.zero_tprune import heads, keep, partition, wpr
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 
 B, H, N, D, DH = 2, 3, 13, 8, 4
 

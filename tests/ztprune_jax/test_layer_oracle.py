@@ -23,9 +23,9 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import ztprune_jax as zt
-from ztprune_jax import wpr  # only to measure float32 rounding, never as the oracle
-from ztprune_jax.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning.transforms import PruneArgs
+from ztprune_jax.zero_tprune import wpr  # only to measure float32 rounding, never as the oracle
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 
 # Relative gap below which a float32 decision may legitimately differ from float64.
 # Measured with `test_reference_and_library_disagree_only_within_float32_error` widened

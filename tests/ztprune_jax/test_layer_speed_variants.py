@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ztprune_jax import heads, partition, wpr
-from ztprune_jax.layer import ZeroTPruneOptions, zero_tprune_layer
+from ztprune_jax.zero_tprune import heads, partition, wpr
+from ztprune_jax.zero_tprune.layer import ZeroTPruneOptions, zero_tprune_layer
 
 B, H, N, D, DH = 2, 3, 13, 8, 4
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import partition
+from ztprune_jax.zero_tprune import partition
 
 BIPARTITE = ("seq_u", "seq_i", "alternate", "random")
 

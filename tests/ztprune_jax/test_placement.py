@@ -7,7 +7,7 @@ import pytest
 
 import ztprune_jax as zt
 from ztprune_jax.models.vit import Mlp
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning.transforms import PruneArgs
 
 # Methods whose selection reads only the block's attention, keys or values (not its
 # output tokens), so the two placements keep the same tokens; the MLP acts per token, so

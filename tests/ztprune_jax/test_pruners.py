@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import pruners
-from ztprune_jax.layer import ZeroTPruneHParams
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning import pruners
+from ztprune_jax.pruning.transforms import PruneArgs
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams
 
 METHODS = sorted(pruners.PRUNERS)
 # Methods that hard-prune to distinct tokens in original order (ToMe reorders as the

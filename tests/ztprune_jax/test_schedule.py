@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import partition, schedule
-from ztprune_jax.schedule import LayerPlan
+from ztprune_jax.zero_tprune import partition, schedule
+from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 DEIT_S = dict(depth=12, num_patches=196)
 

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ztprune_jax as zt
-from ztprune_jax import flops, partition, pruners, schedule, search
+from ztprune_jax.pruning import flops, pruners, search
+from ztprune_jax.zero_tprune import partition, schedule
 
 DEPTH, WIDTH, PATCHES, CLASSES = 4, 192, 16, 10
 NUM_IMAGES = 8

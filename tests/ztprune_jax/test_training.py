@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ztprune_jax as zt
-from ztprune_jax import training
+from ztprune_jax.train import training
 
 
 def _images(b=6, h=8, w=8):

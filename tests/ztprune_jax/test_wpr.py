@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztprune_jax import keep, wpr
+from ztprune_jax.zero_tprune import keep, wpr
 
 KINDS = ("softmax", "one_hot_rows", "uniform", "tiny", "bf16")
 

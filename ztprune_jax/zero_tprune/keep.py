@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ztprune_jax import wpr
+from ztprune_jax.zero_tprune import wpr
 
 __all__ = [
   "gather_scores",

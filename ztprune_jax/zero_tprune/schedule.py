@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ztprune_jax import partition as partition_lib
+from ztprune_jax.zero_tprune import partition as partition_lib
 
 __all__ = [
   "DEFAULT_S_FRACTION",

@@ -1,4 +1,4 @@
-"""`ztprune_jax.parallel`: padding, host slices, and 8 fake CPU devices equal to 1 device."""
+"""`parallel_jax`: padding, host slices, and 8 fake CPU devices equal to 1 device."""
 
 import os
 import subprocess
@@ -9,14 +9,15 @@ import jax
 import numpy as np
 import pytest
 
-from ztprune_jax import parallel
+import parallel_jax as parallel
 
 # Runs in a fresh interpreter: the device count is fixed when JAX starts.
 _EIGHT_DEVICES = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np
   import ztprune_jax as zt
-  from ztprune_jax import evaluation, parallel
+  from ztprune_jax.eval import evaluation
+  import parallel_jax as parallel
   assert jax.device_count() == 8, jax.devices()
   model = zt.create_model("deit_tiny_patch16_224", depth=3, image_size=32, patch_size=8,
                           num_classes=7)

@@ -19,20 +19,25 @@ order, then the B tokens), because the next block's alternating split depends on
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning import flops
+from ztprune_jax.pruning.transforms import PruneArgs
+
+if TYPE_CHECKING:
+  from ztprune_jax.models.vit import VisionTransformer
 
 __all__ = [
   "Matching",
   "ToMe",
   "ToMeState",
   "bipartite_soft_matching",
+  "build",
   "capped_blocks",
   "destinations",
   "matching_macs",
@@ -40,6 +45,7 @@ __all__ = [
   "merge_counts",
   "merge_wavg",
   "parse_r",
+  "resolve_r",
 ]
 
 
@@ -318,6 +324,23 @@ class ToMe(TokenTransform):
     """Requested (uncapped) merges of blocks ``0 … depth−1``."""
     return tuple(self.r[i] if i < len(self.r) else 0 for i in range(depth))
 
+  def block_counts(self, model: VisionTransformer) -> flops.BlockCounts:
+    """`pruners.count_flops`'s hook: attention on ``N_l`` tokens, MLP on ``N_l − r_l``.
+
+    The overhead is the bipartite matching of every block that merges (`matching_macs`).
+    """
+    attn, mlp = merge_counts(
+      self.block_r_list(model.depth),
+      num_tokens=model.num_prefix_tokens + model.num_patches,
+      num_prefix=self.num_prefix,
+    )
+    overhead = sum(
+      matching_macs(n, model.width, model.num_heads)
+      for n, m in zip(attn, mlp, strict=True)
+      if m < n
+    )
+    return flops.BlockCounts(attn, mlp, overhead)
+
   def block_r(self, layer: int, num_tokens: int) -> int:
     """Merges in block ``layer`` for ``num_tokens`` tokens, capped as in the reference."""
     r = self.r[layer] if layer < len(self.r) else 0
@@ -353,3 +376,97 @@ def _representative(m: Matching, pos: jax.Array) -> jax.Array:
   """Original positions of the surviving tokens themselves (unmerged A, then B)."""
   src, dst = pos[:, ::2], pos[:, 1::2]
   return _arrange(m, jnp.take_along_axis(src, m.unm_idx, axis=1), dst)
+
+
+def build(plans, num_prefix: int, *, r=(), prop_attn: bool = True) -> ToMe:
+  """ToMe from per-block ``r`` (a tuple of ints), or from a schedule's plans (registry builder).
+
+  A plan after block ``l`` becomes ``r[l] = plan.num_remove`` merges inside block ``l``
+  (between its attention and MLP); ToMe merges at most half the patch tokens of a block.
+
+  Args:
+    plans: `schedule.LayerPlan`s (empty when ``r`` is given).
+    num_prefix: CLS/distillation tokens, never merged.
+    r: per-block merge counts (`resolve_r` turns ToMe's other ``r`` forms into these).
+    prop_attn: proportional attention.
+
+  Raises:
+    ValueError: both plans and ``r``, ``r`` in another form, or a plan removing more
+      than half the patch tokens of its block.
+  """
+  if not isinstance(prop_attn, bool):
+    raise ValueError(f"prop_attn must be a bool, got {prop_attn!r}")
+  r = tuple(r) if isinstance(r, list | tuple) else r
+  if not isinstance(r, tuple):
+    raise ValueError(f"the ToMe factory takes r as per-block ints, got {r!r}; use prune()")
+  if plans:
+    if any(r):
+      raise ValueError("ToMe takes either a schedule or r, not both")
+    per_block = [0] * (max(p.layer for p in plans) + 1)
+    for plan in plans:
+      if plan.num_remove > plan.num_patches_in // 2:
+        raise ValueError(
+          f"ToMe merges at most half the tokens of a block: the schedule removes "
+          f"{plan.num_remove} of {plan.num_patches_in} patch tokens at layer {plan.layer}"
+        )
+      per_block[plan.layer] = plan.num_remove
+    r = tuple(per_block)
+  return ToMe(r, num_prefix, prop_attn)
+
+
+def resolve_r(depth: int, schedule: Any, options: dict) -> tuple[Any, dict]:
+  """ToMe's ``r`` forms (an option, or an int/r-mapping schedule) as per-block ints.
+
+  The registry's schedule hook, run by `pruners.prune` before the schedule is resolved.
+
+  Args:
+    depth: the model's number of blocks.
+    schedule: as in `pruners.prune`; an int or ``{"r": r, "decreasing": bool,
+      "layers": [...]}`` is ToMe's ``r``, anything else passes through.
+    options: the method's options; ``r`` (int, per-block list or ``(r, inflect)``) and
+      ``decreasing`` are consumed here.
+
+  Returns:
+    ``(schedule, options)``: with an ``r``, ``(None, {..., "r": per-block ints})``.
+
+  Raises:
+    ValueError: both a schedule and ``r``, or a malformed ``r`` form.
+  """
+  options = dict(options)
+  r = options.pop("r", None)
+  decreasing = options.pop("decreasing", False)
+  layers = None
+  if isinstance(schedule, int) and not isinstance(schedule, bool):
+    schedule = {"r": schedule}
+  if isinstance(schedule, Mapping) and "r" in schedule:
+    extra = sorted(set(schedule) - {"r", "decreasing", "layers"})
+    if extra:
+      raise ValueError(f"a ToMe r-schedule takes 'r', 'decreasing', 'layers'; got also {extra}")
+    if r is not None:
+      raise ValueError("ToMe takes either a schedule or r, not both")
+    r, decreasing = schedule["r"], schedule.get("decreasing", decreasing)
+    layers = schedule.get("layers")
+    schedule = None
+  if not isinstance(decreasing, bool):
+    raise ValueError(f"decreasing must be a bool, got {decreasing!r}")
+  if r is None:
+    if decreasing:
+      raise ValueError("decreasing=True needs an int r")
+    return schedule, options
+  if schedule is not None:
+    raise ValueError("ToMe takes either a schedule or r, not both")
+  if decreasing:
+    if not isinstance(r, int) or isinstance(r, bool):
+      raise ValueError(f"decreasing=True needs an int r, got {r!r}")
+    r = (r, -1.0)
+  if layers is None:
+    return None, {**options, "r": parse_r(depth, r)}
+  # r (or its ramp) only in the listed blocks
+  layers = sorted({int(i) for i in layers})
+  if any(not 0 <= i < depth for i in layers):
+    raise ValueError(f"layers={layers} must be blocks of a depth-{depth} model")
+  per_layer = parse_r(len(layers), r) if layers else ()
+  per_block = [0] * depth
+  for i, r_i in zip(layers, per_layer, strict=True):
+    per_block[i] = r_i
+  return None, {**options, "r": tuple(per_block)}

@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm.auto as tqdm
 
-from ztprune_jax import flops, pruners
-from ztprune_jax import partition as partition_lib
-from ztprune_jax import schedule as schedule_lib
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import PruneArgs, TokenPruner
+from ztprune_jax.pruning import flops, pruners
+from ztprune_jax.pruning.transforms import PruneArgs, TokenPruner
+from ztprune_jax.zero_tprune import partition as partition_lib
+from ztprune_jax.zero_tprune import schedule as schedule_lib
 
 __all__ = [
   "SCORES",

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ztprune_jax import keep
+from ztprune_jax.zero_tprune import keep
 
 __all__ = [
   "FEATURES",

@@ -15,16 +15,38 @@ thin wrapper that reads ``depth``, ``width``, ``mlp_dim``, ``num_heads``, ``patc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from ztprune_jax import partition as partition_lib
-from ztprune_jax.schedule import LayerPlan
+from ztprune_jax.zero_tprune import partition as partition_lib
+from ztprune_jax.zero_tprune.schedule import LayerPlan
 
 __all__ = [
+  "BlockCounts",
   "block_macs",
   "count_flops",
   "pruning_overhead_macs",
+  "schedule_overhead_macs",
   "wpr_macs",
 ]
+
+
+class BlockCounts(NamedTuple):
+  """What a token transform does to a model's cost: its hook for the model-level count.
+
+  Every method's transform returns one from ``block_counts(model)``; `pruners.count_flops`
+  turns it into MACs with `count_flops` below, so a new method needs no edit there.
+
+  Attributes:
+    tokens: ``depth`` ints, tokens each block's attention processes (prefix included).
+    mlp_tokens: ``depth`` ints, tokens each block's MLP processes (fewer than ``tokens``
+      only when a method merges inside the block, as ToMe does).
+    overhead: MACs the method itself adds (Zero-TPrune's WPR and similarity, ToMe's
+      matching); 0 for methods whose selection is not counted.
+  """
+
+  tokens: tuple[int, ...]
+  mlp_tokens: tuple[int, ...]
+  overhead: int = 0
 
 
 def _mlp_dim(width: int, mlp_ratio: float) -> int:
@@ -105,6 +127,11 @@ def pruning_overhead_macs(
   return macs
 
 
+def schedule_overhead_macs(plans: Sequence[LayerPlan], **kwargs) -> int:
+  """`pruning_overhead_macs` summed over a schedule's pruning layers (same keywords)."""
+  return sum(pruning_overhead_macs(plan, **kwargs) for plan in plans)
+
+
 def count_flops(
   depth: int,
   width: int,
@@ -176,18 +203,15 @@ def count_flops(
   num_patches = (image_size // patch_size) ** 2
   patch_embed = num_patches * in_chans * patch_size * patch_size * width
   head = width * num_classes
-  overhead = sum(
-    pruning_overhead_macs(
-      plan,
-      num_heads=num_heads,
-      width=width,
-      num_prefix=num_prefix,
-      feature=feature,
-      partition=partition,
-      rerun_wpr=rerun_wpr,
-      prime_iters=prime_iters,
-    )
-    for plan in pruning_layers
+  overhead = schedule_overhead_macs(
+    pruning_layers,
+    num_heads=num_heads,
+    width=width,
+    num_prefix=num_prefix,
+    feature=feature,
+    partition=partition,
+    rerun_wpr=rerun_wpr,
+    prime_iters=prime_iters,
   )
   total = blocks + patch_embed + head
   return {

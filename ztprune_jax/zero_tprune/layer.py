@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ztprune_jax import heads, keep, partition, wpr
+from ztprune_jax.zero_tprune import heads, keep, partition, wpr
 
 __all__ = [
   "PruneOutput",

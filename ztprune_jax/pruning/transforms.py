@@ -12,15 +12,19 @@ they are traced, so sweeping a hyperparameter or reseeding does not recompile.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ztprune_jax import keep
-from ztprune_jax.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 from ztprune_jax.models.hooks import BlockOutput, TokenTransform
-from ztprune_jax.schedule import LayerPlan
+from ztprune_jax.pruning import flops
+from ztprune_jax.zero_tprune import keep
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
+from ztprune_jax.zero_tprune.schedule import LayerPlan, tokens_per_block
+
+if TYPE_CHECKING:
+  from ztprune_jax.models.vit import VisionTransformer
 
 __all__ = [
   "PLACEMENTS",
@@ -116,6 +120,35 @@ class TokenPruner(TokenTransform):
     del layer
     return False
 
+  def block_counts(self, model: VisionTransformer) -> flops.BlockCounts:
+    """Tokens each block of ``model`` processes under ``plans``, for `pruners.count_flops`.
+
+    A fusion token (EViT) adds one token to the blocks after its first layer; with
+    ``placement="after_attention"`` a pruning block's MLP runs on the tokens it keeps;
+    the overhead is `overhead_macs`.
+    """
+    tokens = tokens_per_block(
+      self.plans, depth=model.depth, num_patches=model.num_patches,
+      num_prefix=model.num_prefix_tokens,
+    )  # fmt: skip
+    tokens = tuple(n + int(self.has_fused_token(i - 1)) for i, n in enumerate(tokens))
+    mlp = list(tokens)
+    if self.placement == "after_attention":  # a pruning block's MLP sees the kept tokens
+      for plan in self.plans:
+        if plan.is_noop:
+          continue
+        if plan.layer + 1 < model.depth:
+          mlp[plan.layer] = tokens[plan.layer + 1]
+        else:
+          fused = int(self.has_fused_token(plan.layer))
+          mlp[plan.layer] = model.num_prefix_tokens + plan.num_keep_i + fused
+    return flops.BlockCounts(tokens, tuple(mlp), self.overhead_macs(model))
+
+  def overhead_macs(self, model: VisionTransformer) -> int:
+    """MACs of the pruning layers' own scoring; 0 here (selection is not counted)."""
+    del model
+    return 0
+
   def _check_tokens(self, layer: int, plan: LayerPlan, x: jax.Array, extra: int = 0) -> None:
     n = x.shape[1] - self.num_prefix - extra
     if n != plan.num_patches_in:
@@ -168,6 +201,15 @@ class ZeroTPrune(TokenPruner):
   """
 
   options: ZeroTPruneOptions = ZeroTPruneOptions()
+
+  def overhead_macs(self, model: VisionTransformer) -> int:
+    """WPR and similarity MACs of every pruning layer (`flops.pruning_overhead_macs`)."""
+    o = self.options
+    return flops.schedule_overhead_macs(
+      self.plans, num_heads=model.num_heads, width=model.width,
+      num_prefix=model.num_prefix_tokens, feature=o.feature, partition=o.partition,
+      rerun_wpr=o.rerun_wpr, prime_iters=o.prime_iters,
+    )  # fmt: skip
 
   def select(self, plan, x, out, state):
     options = dataclasses.replace(

@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm.auto as tqdm
 
-from ztprune_jax import parallel, pruners
+import parallel_jax as parallel
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import PruneArgs
+from ztprune_jax.pruning import pruners
+from ztprune_jax.pruning.transforms import PruneArgs
 
 __all__ = [
   "NONFINITE",

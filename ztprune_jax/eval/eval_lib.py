@@ -1,8 +1,14 @@
-"""The boundary between the evaluation configs (`configs/eval.py` layout) and the kernels.
+"""The boundary between configs and the ztprune_jax kernels: the one path to a pruned model.
 
-Only this module reads the eval ConfigDicts; it builds the model and params, the data
-loader, each method's options and schedule, and runs one (method, budget) point.
-`experiments/evaluate.py`, `sweep.py` and `visualize.py` are thin mains over it.
+Only this module reads ztprune_jax's ConfigDicts; it builds the model and params, the data
+loader, each method's options and schedule, the pruned model (`build_pruned`, for every
+registered method) and its traced `PruneArgs`, and runs one (method, budget) point. Two
+config layouts reach it: the evaluation layout (`configs/eval.py`, also the demo's, the
+sweep's and visualize's: per-method ``method_options``, ``r`` or a FLOPs budget) and the
+Zero-TPrune preset layout (`configs/zero_tprune.py`, read by the pruning benchmark: one
+set of Zero-TPrune options ``pruner``, ``s_fraction``, ``wpr_iters`` and a ``schedule``).
+The experiments (`evaluate`, `sweep`, `visualize`, `demo`, `bench_pruning`,
+`dinov2_photos`, ...) are thin mains over it.
 """
 
 from __future__ import annotations
@@ -20,26 +26,30 @@ import numpy as np
 from absl import logging
 
 from ztprune_jax import data as data_lib
-from ztprune_jax import evaluation, pruners, tome
 from ztprune_jax.checkpoints import load_checkpoint
 from ztprune_jax.data.registry import model_label_names
-from ztprune_jax.layer import ZeroTPruneHParams
+from ztprune_jax.eval import evaluation
 from ztprune_jax.models.registry import create_model
 from ztprune_jax.models.vit import VisionTransformer
-from ztprune_jax.transforms import PruneArgs, ZeroTPrune
+from ztprune_jax.pruning import pruners, tome
+from ztprune_jax.pruning.transforms import PruneArgs, ZeroTPrune
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams
 
 __all__ = [
   "append_csv",
   "build_loader",
   "build_model",
+  "build_pruned",
   "build_transform",
   "hparams_for",
   "load_params",
   "method_options",
   "metric_writer",
   "model_overrides",
+  "prune_args",
   "run_point",
   "schedule_for",
+  "schedule_from_config",
   "tome_caps",
   "write_json",
 ]
@@ -162,22 +172,90 @@ def loader_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
   return np.concatenate(xs), np.concatenate(ys)
 
 
-def method_options(config, method: str) -> dict:
-  """``config.method_options[method]`` as a dict (empty when none are configured)."""
-  opts = config.method_options
-  return opts[method].to_dict() if method in opts else {}
+def method_options(config, method: str) -> dict[str, Any]:
+  """The keyword options `prune` gets for ``method`` from ``config``.
+
+  Evaluation layout: ``config.method_options[method]`` (empty when none are configured).
+  Zero-TPrune preset layout (``pruner``, ``s_fraction``, ``wpr_iters``): every method gets
+  ``wpr_iters`` and ``s_fraction`` (0 for methods without an S-stage); the methods whose
+  options are `ZeroTPruneOptions` fields (Zero-TPrune and its ablation rungs, which then
+  override ``head_reduce``/``vhf``) also get ``config.pruner``. Other configs: none.
+  """
+  if "method_options" in config:
+    opts = config.method_options
+    return opts[method].to_dict() if method in opts else {}
+  if not all(k in config for k in ("pruner", "s_fraction", "wpr_iters")):
+    return {}
+  entry = pruners.get_pruner(method)
+  options: dict[str, Any] = {"wpr_iters": tuple(config.wpr_iters)}
+  options["s_fraction"] = float(config.s_fraction) if entry.s_stage else 0.0
+  if entry.zero_tprune_options:
+    options.update(config.pruner.to_dict())
+  return options
 
 
-def hparams_for(config, pruned: VisionTransformer):
-  """Traced `ZeroTPruneHParams` for Zero-TPrune-family pruned models (None for the others)."""
-  if not isinstance(pruned.token_transform, ZeroTPrune):
-    return None
+def schedule_from_config(config) -> Any:
+  """``config.schedule`` (preset layout) -> a schedule accepted by `prune`.
+
+  Raises:
+    ValueError: not exactly one of ``schedule.r`` and ``schedule.keep_ratios`` is set.
+  """
+  s = config.schedule
+  if (s.r is None) == (s.keep_ratios is None):
+    raise ValueError("config.schedule needs exactly one of `r` or `keep_ratios`")
+  if s.r is not None:
+    out = {"r": int(s.r), "decreasing": bool(s.decreasing)}
+    if s.layers is not None:
+      out["layers"] = [int(x) for x in s.layers]
+    return out
+  return [tuple(entry) for entry in s.keep_ratios]
+
+
+def build_pruned(
+  config, model: VisionTransformer, method: str | None = None, schedule: Any = None
+) -> VisionTransformer:
+  """``model`` pruned by ``method`` with the options ``config`` gives it (`method_options`).
+
+  Works for every method in `pruners.PRUNERS`.
+
+  Args:
+    config: a config of either layout.
+    model: the unpruned model.
+    method: a name in `pruners.PRUNERS` (default ``config.method``).
+    schedule: any schedule form of `prune`; None for the config's own: ``config.schedule``
+      (preset layout) or `schedule_for` (``config.r`` or ``config.budget_gflops``).
+
+  Returns:
+    ``prune(model, method, schedule, **method_options(config, method))``.
+  """
+  method = method or config.method
+  if schedule is None:
+    if "schedule" in config:
+      schedule = schedule_from_config(config)
+    else:
+      schedule = schedule_for(config, model, method).schedule
+  return pruners.prune(model, method, schedule, **method_options(config, method))
+
+
+def _hparams(config) -> ZeroTPruneHParams:
   h = config.hparams
   return ZeroTPruneHParams(
     v_range=tuple(jnp.float32(v) for v in h.v_range),
     cls_value=jnp.float32(h.cls_value),
     tol=jnp.float32(h.tol),
   )
+
+
+def prune_args(config, rng=None) -> PruneArgs:
+  """Traced `PruneArgs` from ``config.hparams`` and an optional PRNG key."""
+  return PruneArgs(hparams=_hparams(config), rng=rng)
+
+
+def hparams_for(config, pruned: VisionTransformer):
+  """Traced `ZeroTPruneHParams` for Zero-TPrune-family pruned models (None for the others)."""
+  if not isinstance(pruned.token_transform, ZeroTPrune):
+    return None
+  return _hparams(config)
 
 
 def _check_method(method: str) -> None:
@@ -351,7 +429,7 @@ def run_point(
   if method == UNPRUNED:
     pruned = model
   else:
-    pruned = pruners.prune(model, method, bs.schedule, **method_options(config, method))
+    pruned = build_pruned(config, model, method, bs.schedule)
   counts = pruners.count_flops(pruned)
   res = _evaluate(
     pruned,
@@ -453,7 +531,7 @@ def method_panel(config, model: VisionTransformer, params, images, method: str, 
     `evaluation.BudgetSchedule` used.
   """
   bs = schedule_for(config, model, method, budget_gflops)
-  pruned = pruners.prune(model, method, bs.schedule, **method_options(config, method))
+  pruned = build_pruned(config, model, method, bs.schedule)
   args = PruneArgs(hparams_for(config, pruned), jax.random.key(config.seed))
 
   @jax.jit
