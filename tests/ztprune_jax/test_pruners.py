@@ -203,3 +203,15 @@ def test_ladder_rungs_have_their_options(setup, method):
 def test_baseline_entries_build_their_classes(setup, method):
   pruner = pruners.prune(setup[0], method, [(0, 0.5)]).token_transform
   assert type(pruner).__name__ == _BASELINES[method]
+
+
+def test_ladder_rung_refuses_a_head_reduction_other_than_its_preset(setup):
+  model, _, _ = setup
+  sched = {"r": 2, "layers": [0]}
+  with pytest.raises(ValueError, match="fixes"):
+    pruners.prune(model, "wpr", sched, s_fraction=0.0, head_reduce="rms")
+  with pytest.raises(ValueError, match="vhf"):
+    pruners.prune(model, "wpr_eir", sched, s_fraction=0.0, vhf=True)
+  # The preset's own values are accepted (a config may spell them out).
+  rung = pruners.prune(model, "wpr_eir_vhf", sched, head_reduce="rms", vhf=True)
+  assert rung.token_transform.options.head_reduce == "rms" and rung.token_transform.options.vhf

@@ -178,8 +178,9 @@ def method_options(config, method: str) -> dict[str, Any]:
   Evaluation layout: ``config.method_options[method]`` (empty when none are configured).
   Zero-TPrune preset layout (``pruner``, ``s_fraction``, ``wpr_iters``): every method gets
   ``wpr_iters`` and ``s_fraction`` (0 for methods without an S-stage); the methods whose
-  options are `ZeroTPruneOptions` fields (Zero-TPrune and its ablation rungs, which then
-  override ``head_reduce``/``vhf``) also get ``config.pruner``. Other configs: none.
+  options are `ZeroTPruneOptions` fields (Zero-TPrune and its ablation rungs) also get
+  ``config.pruner``, less ``head_reduce``/``vhf`` for the rungs (their presets fix them).
+  Other configs: none.
   """
   if "method_options" in config:
     opts = config.method_options
@@ -191,6 +192,9 @@ def method_options(config, method: str) -> dict[str, Any]:
   options["s_fraction"] = float(config.s_fraction) if entry.s_stage else 0.0
   if entry.zero_tprune_options:
     options.update(config.pruner.to_dict())
+    if not entry.s_stage:  # an ablation rung: its preset fixes the head reduction
+      options.pop("head_reduce", None)
+      options.pop("vhf", None)
   return options
 
 

@@ -64,6 +64,12 @@ def _ladder(**preset) -> Method:
   def make(plans, num_prefix, **options):
     if any(p.num_keep_s != p.num_patches_in for p in plans):
       raise ValueError("This ablation has no S-stage: build its schedule with s_fraction=0")
+    clash = {k: options[k] for k in preset if k in options and options[k] != preset[k]}
+    if clash:  # the rung is defined by its preset: a different value is a mistake
+      raise ValueError(
+        f"this ablation rung fixes {preset}; got {clash} (use method='zero_tprune' with "
+        "s_fraction=0 for other head reductions)"
+      )
     return _zero_tprune(plans, num_prefix, **{**options, **preset})
 
   return Method(make, zero_tprune_options=True)
