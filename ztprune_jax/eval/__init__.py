@@ -10,4 +10,4 @@ not with the package.
 
 from ztprune_jax.eval import evaluation, fidelity
 
-__all__ = ["eval_lib", "evaluation", "fidelity", "intervals", "plots"]
+__all__ = ["eval_lib", "evaluation", "fidelity", "intervals", "kept_tokens", "plots"]
