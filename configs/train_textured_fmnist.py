@@ -22,7 +22,8 @@ CutMix and random erasing are left out (our judgement: with a few epochs on 0.84
 parameters the model underfits, and fresh composites already vary every image); ImageNet
 mean/std, as DeiT.
 
-Cost, the estimate made before the run (it took 77 min for 4 epochs). `python -m experiments.bench_train_step` times
+Cost, the estimate made before the run (it took 77 min for 4 epochs).
+`python -m experiments.bench_train_step` times
 train steps of batch 128 of both models interleaved on the shared 2-core machine (other
 sessions running, load average 7-9): medians 1.540 s (`vit_fmnist_patch4_28`) and 4.742 s
 (this model), `ratio=3.079`; an earlier ad-hoc timing at load 6-7 gave 3.63, and
