@@ -8,6 +8,9 @@ on a calibration and an evaluation split, and writes `findings.json`, `findings.
 Wilson interval; each variant's difference to `paper_reading` is paired (same images) with
 McNemar's exact p-value. The last lines name the variants that beat `paper_reading` on the
 calibration split (p < 0.05), the only split a default may be chosen on.
+
+`--pairs=tome:random,...` with the same `--workdir` only re-analyses a finished run: the
+paired difference of any two of its runs, from `correct.npz` (nothing is evaluated).
 """
 
 import json
@@ -29,6 +32,12 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/zero_tprune_findings.py", "Findings config."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the tables go.")
+_PAIRS = flags.DEFINE_list(
+  "pairs",
+  None,
+  "Only re-analyse: paired differences 'a:b' (run names) from the workdir's correct.npz, "
+  "e.g. --pairs=tome:random,random:wpr_eir_vhf; nothing is evaluated.",
+)
 
 BASELINE = "paper_reading"
 SPLITS = ("calib", "eval")
@@ -115,8 +124,34 @@ def _significant(rows, sign: int) -> list[str]:
   return out
 
 
+def print_pairs(workdir: str, pairs: list[str]) -> list[dict]:
+  """Paired top-1 differences ``a − b`` on both splits from ``<workdir>/correct.npz``."""
+  path = os.path.join(workdir, "correct.npz")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: run the findings into this workdir first")
+  hits = np.load(path)
+  names = sorted({k.rsplit("__", 1)[0] for k in hits.files})
+  out = []
+  for pair in pairs:
+    a, sep, b = pair.partition(":")
+    if not sep or a not in names or b not in names:
+      raise ValueError(f"--pairs entry {pair!r} must be 'a:b' with run names from {names}")
+    for s in SPLITS:
+      d = intervals.paired_difference(hits[f"{a}__{s}"], hits[f"{b}__{s}"])
+      out.append({"a": a, "b": b, "split": s, **d})
+      print(f"{a} - {b} [{s}]: {100 * d['diff']:+.2f} points ({100 * d['low']:+.2f}…"
+            f"{100 * d['high']:+.2f}), McNemar p={d['p']:.2g}, only a/b right "
+            f"{d['a_only']}/{d['b_only']}")  # fmt: skip
+  return out
+
+
 def main(argv):
   del argv
+  if _PAIRS.value:
+    if not _WORKDIR.value:
+      raise ValueError("--pairs needs --workdir (the folder holding correct.npz)")
+    print_pairs(_WORKDIR.value, _PAIRS.value)
+    return
   c, workdir = common.start(_CONFIG, _WORKDIR)
   os.makedirs(workdir, exist_ok=True)
   t0 = time.perf_counter()

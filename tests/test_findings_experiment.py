@@ -38,6 +38,14 @@ def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
   # Pruning before the MLP saves that MLP too, so the same budget removes fewer tokens.
   assert by["after_attention"]["r"] < by["paper_reading"]["r"] == by["random"]["r"]
   assert (tmp_path / "findings.md").read_text().count("\n| ") == 1 + len(names)
+  # Re-analysis from the saved hits only: the same paired numbers, nothing evaluated.
+  cmd = [sys.executable, "-m", "experiments.zero_tprune_findings", f"--workdir={tmp_path}",
+         "--pairs=random:paper_reading"]  # fmt: skip
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  d = by["random"]["eval_vs_baseline"]
+  line = [x for x in proc.stdout.splitlines() if x.startswith("random - paper_reading [eval]")]
+  assert line and f"{100 * d['diff']:+.2f} points" in line[0]
 
 
 def test_dinov2_photos_variants_pairs_each_variant_with_zero_tprune(tmp_path):
