@@ -67,3 +67,15 @@ def test_dinov2_photos_variants_pairs_each_variant_with_zero_tprune(tmp_path):
     )
   assert rows["unpruned"]["cls_cos_diff"] == ""
   assert not (tmp_path / "kept_tokens.png").exists()
+
+
+def test_findings_table_has_a_row_per_variant_from_the_committed_runs():
+  from configs.zero_tprune_findings import VARIANTS
+  from experiments import findings_table
+
+  text = findings_table.table(str(ROOT / "results" / "findings"))
+  rows = [line for line in text.splitlines()[2:] if line.startswith("| ")]
+  assert [r.split(" | ")[0][2:] for r in rows] == [*VARIANTS, *findings_table.REFERENCES]
+  runs = json.loads((ROOT / "results/findings/textured/findings.json").read_text())["runs"]
+  full = next(r for r in runs if r["name"] == "partition_full")["eval_vs_baseline"]
+  assert f"{100 * full['diff']:+.2f} (" in next(r for r in rows if r.startswith("| partition_full"))
