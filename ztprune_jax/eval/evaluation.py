@@ -188,7 +188,7 @@ def eval_step(
   Returns:
     ``{"correct1", "correct5", "count"}`` float32 scalars (sums over real examples),
     ``{"bad_input", "bad_logits"}`` ``[B]`` bool (real examples only) and ``"hit1"``
-    ``[B]`` bool (top-1 hits of the counted examples), ``"real"`` ``[B]`` (= ``mask``).
+    ``[B]`` bool (top-1 hits of the counted examples).
   """
   if model.token_transform is None:
     logits = model.apply({"params": params}, images)  # [B, K]
@@ -206,7 +206,6 @@ def eval_step(
     "correct5": jnp.sum(jnp.any(hit, axis=-1) * m),
     "count": jnp.sum(m),
     "hit1": hit[:, 0] & keep,
-    "real": mask,
     "bad_input": mask & ~finite_in,
     "bad_logits": mask & finite_in & ~finite_out,
   }
@@ -272,11 +271,11 @@ def evaluate(
     tqdm.tqdm(batches, total=total, desc=desc, disable=not progress, leave=False)
   ):
     args = PruneArgs(hparams=hparams, rng=jax.random.fold_in(rng, i))
-    rows = np.shape(mask)[0]
+    real = np.asarray(mask, bool)  # [B] host copy: which rows are examples, not padding
     (images, labels, mask), _ = parallel.pad_batch((images, labels, mask), multiple)
     images, labels, mask = parallel.shard_batch(mesh, (images, labels, mask))
-    pending.append((offset, rows, step(params, images, labels, mask, args)))
-    offset += rows
+    pending.append((offset, real, step(params, images, labels, mask, args)))
+    offset += real.shape[0]
     if len(pending) > 2:  # keep the device busy, bound the queue
       _accumulate(sums, *pending.pop(0))
   for out in pending:
@@ -392,16 +391,13 @@ def _nonfinite_message(bad: dict) -> str:
   return "; ".join(parts) + ' (nonfinite="skip" leaves them out of the accuracies and counts them)'
 
 
-def _accumulate(sums: dict, offset: int, rows: int, out: dict) -> None:
-  out = jax.device_get(out)
-  for key, value in out.items():
+def _accumulate(sums: dict, offset: int, real: np.ndarray, out: dict) -> None:
+  rows = real.shape[0]
+  for key, value in jax.device_get(out).items():
     if key in ("bad_input", "bad_logits"):
       sums[key].extend(offset + np.flatnonzero(np.asarray(value)[:rows]))
     elif key == "hit1":  # real rows only (a loader pads its last batch, masked)
-      real = np.asarray(out["real"])[:rows]
       sums[key].append(np.asarray(value)[:rows][real].astype(bool))
-    elif key == "real":
-      continue
     else:
       sums[key] += float(value)
 

@@ -135,11 +135,7 @@ class TokenPruner(TokenTransform):
     mlp = list(tokens)
     if self.placement == "after_attention":  # a pruning block's MLP sees the kept tokens
       for plan in self.plans:
-        if plan.is_noop:
-          continue
-        if plan.layer + 1 < model.depth:
-          mlp[plan.layer] = tokens[plan.layer + 1]
-        else:
+        if not plan.is_noop:
           fused = int(self.has_fused_token(plan.layer))
           mlp[plan.layer] = model.num_prefix_tokens + plan.num_keep_i + fused
     return flops.BlockCounts(tokens, tuple(mlp), self.overhead_macs(model))
