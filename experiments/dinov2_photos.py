@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import ztprune_jax as zt
 from experiments import cli
-from ztprune_jax.eval import eval_lib, fidelity
+from ztprune_jax.eval import eval_lib, fidelity, intervals
 from ztprune_jax.models.hooks import TokenTransform
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/dinov2_photos.py", "Config.")
@@ -293,9 +293,8 @@ def fidelity_rows(c, model, pruned, feats):
       ref = cls_cos.get(("zero_tprune", row["r"]))
       if ref is None or row["method"] == "unpruned":
         continue
-      d = cls_cos[(row["method"], row["r"])] - ref
-      half = 1.959964 * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
-      row["cls_cos_diff"], row["cls_cos_diff_half95"] = float(d.mean()), float(half)
+      diff, half = intervals.mean_interval(cls_cos[(row["method"], row["r"])] - ref)
+      row["cls_cos_diff"], row["cls_cos_diff_half95"] = diff, half
   return rows
 
 

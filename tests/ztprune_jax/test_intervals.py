@@ -103,3 +103,13 @@ def test_paired_difference_counts_discordant_images_and_tests_them_exactly():
   assert same["p"] == 1.0 and same["diff"] == 0.0 and same["low"] == same["high"] == 0.0
   with pytest.raises(ValueError, match="equal non-empty"):
     intervals.paired_difference(a, b[:5])
+
+
+def test_mean_interval_is_the_normal_interval_of_the_mean():
+  v = np.array([0.1, -0.2, 0.05, 0.3, 0.0])
+  mean, half = intervals.mean_interval(v)
+  assert mean == pytest.approx(0.05)
+  assert half == pytest.approx(Z95 * v.std(ddof=1) / math.sqrt(5))
+  assert intervals.mean_interval([0.7]) == (pytest.approx(0.7), 0.0)
+  with pytest.raises(ValueError, match="non-empty"):
+    intervals.mean_interval(np.zeros((2, 2)))

@@ -23,6 +23,7 @@ __all__ = [
   "OVERLAP",
   "accuracy_interval",
   "compare",
+  "mean_interval",
   "ordering_claims",
   "paired_difference",
   "paper_claims",
@@ -126,6 +127,25 @@ def paper_claims(top1_ci: dict, ladder: list[str]) -> dict:
   return {"paper_order": paper, "ladder": rungs}
 
 
+def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
+  """Mean of ``values`` ``[M]`` and the half-width of its normal interval, ``z·sd/√M``.
+
+  The half-width is 0 for a single value. Used for per-image paired differences (top-1
+  hits, feature cosines).
+
+  Raises:
+    ValueError: ``values`` not 1-D or empty, or a level outside ``(0, 1)``.
+  """
+  v = np.asarray(values, np.float64)
+  if v.ndim != 1 or v.size == 0:
+    raise ValueError(f"values must be a non-empty [M] array, got shape {v.shape}")
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level={level!r} must be in (0, 1)")
+  m = v.size
+  half = float(stats.norm.ppf(0.5 + level / 2) * v.std(ddof=1) / np.sqrt(m)) if m > 1 else 0.0
+  return float(v.mean()), half
+
+
 def paired_difference(correct_a, correct_b, level: float = 0.95) -> dict[str, float]:
   """Accuracy difference of two methods on the same images, with its uncertainty.
 
@@ -146,13 +166,8 @@ def paired_difference(correct_a, correct_b, level: float = 0.95) -> dict[str, fl
   b = np.asarray(correct_b, bool)
   if a.ndim != 1 or a.shape != b.shape or a.size == 0:
     raise ValueError(f"correct_a {a.shape} and correct_b {b.shape} must be equal non-empty [M]")
-  if not 0.0 < level < 1.0:
-    raise ValueError(f"level={level!r} must be in (0, 1)")
-  d = a.astype(np.float64) - b.astype(np.float64)
-  m = d.size
-  half = float(stats.norm.ppf(0.5 + level / 2) * d.std(ddof=1) / np.sqrt(m)) if m > 1 else 0.0
+  diff, half = mean_interval(a.astype(np.float64) - b.astype(np.float64), level)
   a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
   p = stats.binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
-  diff = float(d.mean())
   return {"diff": diff, "low": diff - half, "high": diff + half, "a_only": a_only,
           "b_only": b_only, "p": float(p)}  # fmt: skip
