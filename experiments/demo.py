@@ -30,12 +30,6 @@ _WORKDIR = flags.DEFINE_string("workdir", "results/demo", "Where the outputs go.
 SEARCHED = "zero_tprune_searched"
 
 
-def _loader(c, model, start, num):
-  c = c.copy_and_resolve_references()
-  c.data.start, c.data.num_examples = start, num
-  return eval_lib.build_loader(c, model)
-
-
 def _search(c, model, params, calib, budget, workdir, on_sample=None):
   """The searched Zero-TPrune schedule at ``budget`` as a `BudgetSchedule`."""
   opts = eval_lib.method_options(c, "zero_tprune")
@@ -122,8 +116,10 @@ def main(argv):
   quiet.progress = False  # inner loops stay silent; the demo has one bar
   model = eval_lib.build_model(c)
   params, weights = eval_lib.load_params(c, model)
-  calib_loader, calib_desc = _loader(c, model, 0, c.calib_size)
-  eval_loader, eval_desc = _loader(c, model, c.calib_size, c.eval_size)
+  calib_loader, calib_desc = eval_lib.build_loader(c, model, start=0, num_examples=c.calib_size)
+  eval_loader, eval_desc = eval_lib.build_loader(
+    c, model, start=c.calib_size, num_examples=c.eval_size
+  )
   calib = eval_lib.loader_arrays(calib_loader)
   full = evaluation.method_gflops(model, "none", None)[0]
   budgets = [round(f * full, 6) for f in c.budget_fractions]
@@ -142,7 +138,9 @@ def main(argv):
   plan += [(m, budgets[0]) for m in ladder if m not in methods]
   bar = tqdm.tqdm(total=_plan_units(c, plan, search_budgets), desc="demo", unit="step",
                   disable=not c.progress)  # fmt: skip
-  images = eval_lib.loader_arrays(_loader(c, model, c.calib_size, c.num_overlay_images)[0])[0]
+  overlay_loader, _ = eval_lib.build_loader(c, model, start=c.calib_size,
+                                            num_examples=c.num_overlay_images)  # fmt: skip
+  images = eval_lib.loader_arrays(overlay_loader)[0]
   overlay_path = os.path.join(workdir, "kept_tokens.png")
 
   def accuracy(method, budget):

@@ -14,12 +14,10 @@ import os
 
 from absl import flags
 
-from configs.zero_tprune_findings import VARIANTS
+from configs.zero_tprune_findings import REFERENCES, VARIANTS
 from experiments import cli
 
 _ROOT = flags.DEFINE_string("results", "results/findings", "Folder holding the three runs.")
-
-REFERENCES = ("random", "random_after_attention", "tome", "wpr_eir_vhf")
 
 
 def _top1_cell(run: dict) -> str:

@@ -23,7 +23,6 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-import ztprune_jax as zt
 from configs.zero_tprune_findings import REFERENCES, VARIANTS
 from experiments import cli, common
 from ztprune_jax.eval import eval_lib, evaluation, intervals
@@ -41,12 +40,6 @@ _PAIRS = flags.DEFINE_list(
 
 BASELINE = "paper_reading"
 SPLITS = ("calib", "eval")
-
-
-def _loader(c, model, start, num):
-  c = c.copy_and_resolve_references()
-  c.data.start, c.data.num_examples = start, num
-  return eval_lib.build_loader(c, model)
 
 
 def _runs(c) -> list[tuple[str, str, str, dict]]:
@@ -71,8 +64,8 @@ def _evaluate_run(c, model, params, loaders, method, overrides, budget):
   with cv.unlocked():
     cv.method_options[method] = opts
   bs = eval_lib.schedule_for(cv, model, method, budget, field="config.budget_fraction")
-  pruned = zt.prune(model, method, bs.schedule, **opts)
-  rec = {"method": method, "options": {k: v for k, v in overrides.items()}, "r": bs.r,
+  pruned = eval_lib.build_pruned(cv, model, method, bs.schedule)
+  rec = {"method": method, "options": dict(overrides), "r": bs.r,
          "gflops": bs.gflops, "overhead_gflops": bs.overhead_gflops}  # fmt: skip
   hits = {}
   for split, loader in loaders.items():
@@ -159,8 +152,12 @@ def main(argv):
   model = eval_lib.build_model(c)
   params, weights = eval_lib.load_params(c, model)
   loaders, descs = {}, {}
-  loaders["calib"], descs["calib"] = _loader(c, model, 0, c.calib_size)
-  loaders["eval"], descs["eval"] = _loader(c, model, c.calib_size, c.eval_size)
+  loaders["calib"], descs["calib"] = eval_lib.build_loader(
+    c, model, start=0, num_examples=c.calib_size
+  )
+  loaders["eval"], descs["eval"] = eval_lib.build_loader(
+    c, model, start=c.calib_size, num_examples=c.eval_size
+  )
   full = evaluation.method_gflops(model, "none", None)[0]
   budget = round(c.budget_fraction * full, 6)
   print(f"model       {c.model_name}, weights {weights}")

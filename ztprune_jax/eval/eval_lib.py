@@ -114,14 +114,21 @@ def _with_field(err: Exception, field: str) -> Exception:
   return type(err)(f"{field}: {err}")
 
 
-def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader, str]:
+def build_loader(
+  config, model: VisionTransformer, *, start: int | None = None, num_examples: int | None = None
+) -> tuple[data_lib.BatchLoader, str]:
   """``(loader, description)`` of ``config.data`` for this host.
+
+  ``start`` / ``num_examples`` replace ``config.data.start`` / ``num_examples`` (a
+  calibration and an evaluation split carved from one config).
 
   Image folders are labelled with the model's output indices (``data.class_map`` or the
   rules of `data.folder.class_labels`); a dataset that cannot be matched to the model's
   head is an error.
   """
   d = config.data
+  start = d.start if start is None else start
+  num_examples = d.num_examples if num_examples is None else num_examples
   transform = build_transform(config, model)
   try:
     source = data_lib.make_source(
@@ -131,7 +138,7 @@ def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader
       data_dir=d.data_dir,
       manual_dir=d.manual_dir,
       num_classes=model.num_classes,
-      num_examples=d.num_examples or 64,
+      num_examples=num_examples or 64,
       seed=config.seed,
       imagenet_builder=d.imagenet_builder,
       class_map=d.get("class_map"),
@@ -140,8 +147,8 @@ def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader
     loader = data_lib.BatchLoader(
       source,
       d.batch_size,
-      start=d.start,
-      num_examples=d.num_examples,
+      start=start,
+      num_examples=num_examples,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
       num_threads=d.num_threads,
@@ -152,8 +159,8 @@ def build_loader(config, model: VisionTransformer) -> tuple[data_lib.BatchLoader
   if isinstance(source, data_lib.ImageFolder):
     where = f"{source.root}, {len(source.class_names)} classes -> outputs by {source.mapping}"
   desc = (
-    f"{d.name} split={d.split or 'default'} ({where}), examples {d.start}.."
-    f"{d.start + loader.num_examples - 1} on this host, batch {d.batch_size}, crop_pct "
+    f"{d.name} split={d.split or 'default'} ({where}), examples {start}.."
+    f"{start + loader.num_examples - 1} on this host, batch {d.batch_size}, crop_pct "
     f"{transform.crop_pct} (resize {transform.resize} -> crop {transform.image_size}), "
     f"mean {transform.mean}"
   )
