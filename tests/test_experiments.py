@@ -1,12 +1,12 @@
 """One-step smoke tests of every experiment entry point in its `runlocal` mode."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from entry_points_run import run_ok
 
 from configs import zero_tprune
 from ztprune_jax.eval import intervals
@@ -15,12 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run(module, config, *flags):
-  cmd = [sys.executable, "-m", module, f"--config={config}", *flags]
-  proc = subprocess.run(
-    cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ}
-  )
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  return proc.stdout
+  return run_ok(module, f"--config={config}", *flags)
 
 
 def test_demo_runlocal(tmp_path):

@@ -2,26 +2,18 @@
 
 import csv
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from entry_points_run import ROOT, run_ok
 
 from ztprune_jax.eval import intervals
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 
 def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.zero_tprune_findings",
-         "--config=configs/zero_tprune_findings.py:runlocal", f"--workdir={tmp_path}"]  # fmt: skip
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ})  # fmt: skip
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  assert proc.stdout.strip().splitlines()[-2].startswith("calib_better=")
+  config = "--config=configs/zero_tprune_findings.py:runlocal"
+  out = run_ok("experiments.zero_tprune_findings", config, f"--workdir={tmp_path}")
+  assert out.strip().splitlines()[-2].startswith("calib_better=")
   summary = json.loads((tmp_path / "findings.json").read_text())
   hits = np.load(tmp_path / "correct.npz")
   names = [r["name"] for r in summary["runs"]]
@@ -39,22 +31,17 @@ def test_findings_runlocal_pairs_every_run_with_the_paper_reading(tmp_path):
   assert by["after_attention"]["r"] < by["paper_reading"]["r"] == by["random"]["r"]
   assert (tmp_path / "findings.md").read_text().count("\n| ") == 1 + len(names)
   # Re-analysis from the saved hits only: the same paired numbers, nothing evaluated.
-  cmd = [sys.executable, "-m", "experiments.zero_tprune_findings", f"--workdir={tmp_path}",
-         "--pairs=random:paper_reading"]  # fmt: skip
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  out = run_ok("experiments.zero_tprune_findings", f"--workdir={tmp_path}",
+                "--pairs=random:paper_reading", timeout=300)  # fmt: skip
   d = by["random"]["eval_vs_baseline"]
-  line = [x for x in proc.stdout.splitlines() if x.startswith("random - paper_reading [eval]")]
+  line = [x for x in out.splitlines() if x.startswith("random - paper_reading [eval]")]
   assert line and f"{100 * d['diff']:+.2f} points" in line[0]
 
 
 def test_dinov2_photos_variants_pairs_each_variant_with_zero_tprune(tmp_path):
   pytest.importorskip("skimage", reason="needs scikit-image (`pip install -e .[test]`)")
-  config = "--config=configs/dinov2_photos.py:runlocal,variants"
-  cmd = [sys.executable, "-m", "experiments.dinov2_photos", config, f"--workdir={tmp_path}"]
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ})  # fmt: skip
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  run_ok("experiments.dinov2_photos", "--config=configs/dinov2_photos.py:runlocal,variants",
+         f"--workdir={tmp_path}")  # fmt: skip
   with open(tmp_path / "fidelity.csv") as f:
     rows = {r["method"]: r for r in csv.DictReader(f)}
   assert set(rows) == {"unpruned", "random", "tome", "zero_tprune",

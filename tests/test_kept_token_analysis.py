@@ -2,13 +2,11 @@
 `experiments.kept_token_analysis` runlocal smoke test."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from entry_points_run import run_ok
 
 from ztprune_jax.eval import kept_tokens as kt
 
@@ -99,12 +97,9 @@ def test_fit_logistic_matches_the_two_by_two_odds_ratio():
 
 
 def test_kept_token_analysis_runlocal(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.kept_token_analysis",
-         "--config=configs/kept_token_analysis.py:runlocal", f"--workdir={tmp_path}"]  # fmt: skip
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ})  # fmt: skip
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  assert proc.stdout.strip().splitlines()[-1] == "kept_token_analysis_ok=1"
+  config = "--config=configs/kept_token_analysis.py:runlocal"
+  out = run_ok("experiments.kept_token_analysis", config, f"--workdir={tmp_path}")
+  assert out.strip().splitlines()[-1] == "kept_token_analysis_ok=1"
   res = json.loads((tmp_path / "analysis.json").read_text())
   for m, r in res["methods"].items():
     assert r["own_agrees"] == 1.0, m  # our argmax = evaluate's per-image hits

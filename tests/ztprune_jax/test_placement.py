@@ -16,14 +16,6 @@ SAME_SELECTION = ["zero_tprune", "wpr", "wpr_eir_vhf", "topk_cls_attn", "ats_lik
 SCHEDULE = [(0, 0.5), (2, 0.75)]
 
 
-@pytest.fixture(scope="module")
-def setup():
-  model = zt.create_model("deit_tiny_patch16_224", depth=4, image_size=64, num_classes=10)
-  images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-  params = model.init(jax.random.key(0), images)["params"]
-  return model, params, images
-
-
 def _run(model, params, images, capture=False):
   args = PruneArgs(rng=jax.random.key(5))
   kw = dict(return_state=True, transform_args=args)
@@ -41,8 +33,8 @@ def _mlp_tokens(inter, depth):
 
 
 @pytest.mark.parametrize("method", SAME_SELECTION)
-def test_placements_keep_the_same_tokens_and_logits(setup, method):
-  model, params, images = setup
+def test_placements_keep_the_same_tokens_and_logits(tiny_vit, method):
+  model, params, images = tiny_vit
   after_block = zt.prune(model, method, SCHEDULE)
   after_attn = zt.prune(model, method, SCHEDULE, placement="after_attention")
   lb, sb, _ = _run(after_block, params, images)
@@ -52,8 +44,8 @@ def test_placements_keep_the_same_tokens_and_logits(setup, method):
   np.testing.assert_allclose(np.asarray(la), np.asarray(lb), atol=2e-5, rtol=1e-5)
 
 
-def test_after_attention_runs_the_pruning_blocks_mlp_on_the_kept_tokens(setup):
-  model, params, images = setup
+def test_after_attention_runs_the_pruning_blocks_mlp_on_the_kept_tokens(tiny_vit):
+  model, params, images = tiny_vit
   n = 1 + model.num_patches  # 17
   _, _, inter_b = _run(zt.prune(model, "zero_tprune", SCHEDULE), params, images, capture=True)
   _, _, inter_a = _run(zt.prune(model, "zero_tprune", SCHEDULE, placement="after_attention"),
@@ -62,8 +54,8 @@ def test_after_attention_runs_the_pruning_blocks_mlp_on_the_kept_tokens(setup):
   assert _mlp_tokens(inter_a, model.depth) == (9, 9, 7, 7)
 
 
-def test_count_flops_charges_the_pruning_blocks_mlp_on_the_kept_tokens(setup):
-  model, _, _ = setup
+def test_count_flops_charges_the_pruning_blocks_mlp_on_the_kept_tokens(tiny_vit):
+  model, _, _ = tiny_vit
   b = zt.count_flops(zt.prune(model, "random", SCHEDULE))
   a = zt.count_flops(zt.prune(model, "random", SCHEDULE, placement="after_attention"))
   assert a["tokens"] == b["tokens"] == (17, 9, 9, 7)
@@ -75,16 +67,16 @@ def test_count_flops_charges_the_pruning_blocks_mlp_on_the_kept_tokens(setup):
   assert zt.count_flops(model, SCHEDULE, method="random", placement="after_attention") == a
 
 
-def test_fusion_token_reaches_the_mlp_of_its_block(setup):
-  model, _, _ = setup
+def test_fusion_token_reaches_the_mlp_of_its_block(tiny_vit):
+  model, _, _ = tiny_vit
   pruned = zt.prune(model, "topk_cls_attn", SCHEDULE, fuse_token=True, placement="after_attention")
   counts = zt.count_flops(pruned)
   assert counts["tokens"] == (17, 10, 10, 8)
   assert counts["mlp_tokens"] == (10, 10, 8, 8)
 
 
-def test_unknown_placement_is_a_value_error(setup):
-  model, _, _ = setup
+def test_unknown_placement_is_a_value_error(tiny_vit):
+  model, _, _ = tiny_vit
   with pytest.raises(ValueError, match="placement 'middle'"):
     zt.prune(model, "zero_tprune", SCHEDULE, placement="middle")
   with pytest.raises(ValueError, match="placement"):

@@ -16,21 +16,13 @@ METHODS = sorted(pruners.PRUNERS)
 HARD_PRUNING = [m for m in METHODS if m not in ("tome", "ats_like")]
 
 
-@pytest.fixture(scope="module")
-def setup():
-  model = zt.create_model("deit_tiny_patch16_224", depth=4, image_size=64, num_classes=10)
-  images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-  params = model.init(jax.random.key(0), images)["params"]
-  return model, params, images
-
-
 def _apply(model, params, images, **kw):
   return model.apply({"params": params}, images, **kw)
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_keep_all_equals_unpruned(setup, method):
-  model, params, images = setup
+def test_keep_all_equals_unpruned(tiny_vit, method):
+  model, params, images = tiny_vit
   pruned = pruners.prune(model, method, [(0, 1.0), (1, 1.0), (3, 1.0)])
   args = PruneArgs(rng=jax.random.key(0))
   np.testing.assert_array_equal(
@@ -39,8 +31,8 @@ def test_keep_all_equals_unpruned(setup, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_pruned_params_tree_is_the_base_tree(setup, method):
-  model, params, images = setup
+def test_pruned_params_tree_is_the_base_tree(tiny_vit, method):
+  model, params, images = tiny_vit
   pruned = pruners.prune(model, method, [(1, 0.5)])
   args = PruneArgs(rng=jax.random.key(0))
   variables = pruned.init(jax.random.key(0), images, transform_args=args)
@@ -48,8 +40,8 @@ def test_pruned_params_tree_is_the_base_tree(setup, method):
 
 
 @pytest.mark.parametrize("method", HARD_PRUNING)
-def test_kept_positions_follow_the_schedule(setup, method):
-  model, params, images = setup
+def test_kept_positions_follow_the_schedule(tiny_vit, method):
+  model, params, images = tiny_vit
   pruned = pruners.prune(model, method, [(0, 0.5), (2, 0.5)])
   logits, state = _apply(
     pruned, params, images, return_state=True, transform_args=PruneArgs(rng=jax.random.key(3))
@@ -75,8 +67,8 @@ def test_distilled_model_keeps_both_prefix_tokens():
   np.testing.assert_array_equal(state.kept[0][0, :2], [0, 1])
 
 
-def test_compiles_once_per_schedule_and_not_per_hparams(setup):
-  model, params, images = setup
+def test_compiles_once_per_schedule_and_not_per_hparams(tiny_vit):
+  model, params, images = tiny_vit
   pruned = pruners.prune(model, "zero_tprune", [(1, 0.5)])
   traces = []
 
@@ -102,8 +94,8 @@ def test_flops_of_paper_schedules():
 
 
 @pytest.mark.parametrize("method", ["zero_tprune", "topk_cls_attn"])
-def test_flops_agree_with_xla_cost_analysis(setup, method):
-  model, params, images = setup
+def test_flops_agree_with_xla_cost_analysis(tiny_vit, method):
+  model, params, images = tiny_vit
   pruned = pruners.prune(model, method, [(0, 0.5), (2, 0.5)])
   args = PruneArgs(rng=jax.random.key(0))
   for m in (model, pruned):
@@ -117,8 +109,8 @@ def test_flops_agree_with_xla_cost_analysis(setup, method):
     assert 1.0 <= xla_macs / ours <= 1.10, (m.token_transform, xla_macs, ours)
 
 
-def test_random_needs_a_key(setup):
-  model, params, images = setup
+def test_random_needs_a_key(tiny_vit):
+  model, params, images = tiny_vit
   with pytest.raises(ValueError, match="PRNG key"):
     _apply(pruners.prune(model, "random", [(0, 0.5)]), params, images)
 
@@ -133,8 +125,8 @@ def test_random_needs_a_key(setup):
     (dict(method="random", feature="key"), "takes no options"),
   ],
 )
-def test_invalid_options_raise(setup, kwargs, match):
-  model = setup[0]
+def test_invalid_options_raise(tiny_vit, kwargs, match):
+  model = tiny_vit[0]
   with pytest.raises(ValueError, match=match):
     pruners.prune(model, schedule=[(0, 0.5)], **kwargs)
 
@@ -143,13 +135,13 @@ def test_invalid_options_raise(setup, kwargs, match):
   "sched, match",
   [([(0, 1.5)], "keep"), ([(9, 0.5)], "layer|block"), (200, "r|remove|token"), ({"x": 1}, "r")],
 )
-def test_invalid_schedules_raise(setup, sched, match):
+def test_invalid_schedules_raise(tiny_vit, sched, match):
   with pytest.raises(ValueError, match=match):
-    pruners.prune(setup[0], "zero_tprune", sched)
+    pruners.prune(tiny_vit[0], "zero_tprune", sched)
 
 
-def test_schedule_for_another_image_size_raises(setup):
-  model, params, _ = setup
+def test_schedule_for_another_image_size_raises(tiny_vit):
+  model, params, _ = tiny_vit
   pruned = pruners.prune(model, "zero_tprune", [(0, 0.5)])
   with pytest.raises(ValueError, match="patch tokens"):
     _apply(pruned, params, jnp.ones((1, 96, 96, 3)))
@@ -188,8 +180,8 @@ def test_every_registry_entry_is_pinned():
 
 
 @pytest.mark.parametrize("method", sorted(_LADDER))
-def test_ladder_rungs_have_their_options(setup, method):
-  model = setup[0]
+def test_ladder_rungs_have_their_options(tiny_vit, method):
+  model = tiny_vit[0]
   pruner = pruners.prune(model, method, [(0, 0.5), (2, 0.5)]).token_transform
   assert type(pruner).__name__ == "ZeroTPrune" and pruner.num_prefix == 1
   for name, value in _LADDER[method].items():
@@ -200,13 +192,13 @@ def test_ladder_rungs_have_their_options(setup, method):
 
 
 @pytest.mark.parametrize("method", sorted(_BASELINES))
-def test_baseline_entries_build_their_classes(setup, method):
-  pruner = pruners.prune(setup[0], method, [(0, 0.5)]).token_transform
+def test_baseline_entries_build_their_classes(tiny_vit, method):
+  pruner = pruners.prune(tiny_vit[0], method, [(0, 0.5)]).token_transform
   assert type(pruner).__name__ == _BASELINES[method]
 
 
-def test_ladder_rung_refuses_a_head_reduction_other_than_its_preset(setup):
-  model, _, _ = setup
+def test_ladder_rung_refuses_a_head_reduction_other_than_its_preset(tiny_vit):
+  model, _, _ = tiny_vit
   sched = {"r": 2, "layers": [0]}
   with pytest.raises(ValueError, match="fixes"):
     pruners.prune(model, "wpr", sched, s_fraction=0.0, head_reduce="rms")
