@@ -17,6 +17,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 import ztprune_jax as zt
+from configs import bench_pruning as bench_config
 from configs import dinov2_photos, zero_tprune
 from experiments import cli
 from ztprune_jax.data.fashion_mnist import load_fashion_mnist
@@ -201,6 +202,7 @@ def _layer_parts(options, hparams, num_keep_s: int, num_keep_i: int) -> dict:
     num_prefix=options.num_prefix,
     tol=hparams.tol if options.until_converged else None,
     batch_chunk=options.wpr_batch_chunk,
+    compact=options.wpr_compact,
   )
   reduce_kw = dict(
     vhf=options.vhf,
@@ -390,7 +392,7 @@ def _agreement_main(c) -> None:
   images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
   sched = eval_lib.schedule_from_config(zc)
   results = {}
-  variants = {"paper_exact": dict(warm_start=0.0), **c.variants.to_dict()}
+  variants = {"paper_exact": bench_config.PAPER_EXACT, **c.variants.to_dict()}
   for name, opts in variants.items():
     zv = _with_options(zc, opts)
     model = eval_lib.build_pruned(zv, base, "zero_tprune", sched)

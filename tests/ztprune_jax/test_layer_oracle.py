@@ -213,6 +213,7 @@ def test_layer_keeps_the_reference_tokens(seed, num_prefix, H, M, num_iters, pri
     head_reduce=head_reduce,
     vhf=vhf,
     num_prefix=num_prefix,
+    until_converged=False,  # the reference runs the paper's fixed step count
   )
   kw = dict(num_iters=num_iters, prime_iters=options.iprime_iters, rerun_wpr=rerun_wpr,
             head_reduce=head_reduce, vhf=vhf, v_range=v_range, num_prefix=num_prefix)  # fmt: skip

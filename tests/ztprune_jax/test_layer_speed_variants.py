@@ -14,6 +14,7 @@ from ztprune_jax.zero_tprune import heads, partition, wpr
 from ztprune_jax.zero_tprune.layer import ZeroTPruneOptions, zero_tprune_layer
 
 B, H, N, D, DH = 2, 3, 13, 8, 4
+PAPER = dict(until_converged=False)  # the fixed step count that warm starts build on
 
 
 def _inputs(seed=0, temperature=2.0):
@@ -79,7 +80,7 @@ def test_warm_start_on_survivors_matches_gathered_subgraph():
 def test_layer_warm_start_matches_numpy_oracle(warm_start):
   x, A, feats = _inputs(4)
   num_iters, keep_s, keep_i = 6, 9, 5  # of M = 12 patches: S drops 3, I drops 4 more
-  options = ZeroTPruneOptions(num_iters=num_iters, warm_start=warm_start)
+  options = ZeroTPruneOptions(num_iters=num_iters, warm_start=warm_start, **PAPER)
   out = jax.jit(
     lambda x, A, f: zero_tprune_layer(
       x, A, f, num_keep_s=keep_s, num_keep_i=keep_i, options=options
@@ -112,12 +113,12 @@ def test_layer_warm_start_matches_numpy_oracle(warm_start):
 def test_warm_start_zero_is_the_paper_path_bit_for_bit():
   x, A, feats = _inputs(5)
   kw = dict(num_keep_s=9, num_keep_i=5)
-  ref = zero_tprune_layer(x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7))
+  ref = zero_tprune_layer(x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, **PAPER))
   zero = zero_tprune_layer(
-    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_start=0.0)
+    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_start=0.0, **PAPER)
   )
   tiny = zero_tprune_layer(  # floor(0.1 * 7) = 0 shared steps: the paper's path too
-    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_start=0.1)
+    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_start=0.1, **PAPER)
   )
   for other in (zero, tiny):
     np.testing.assert_array_equal(other.kept_idx, ref.kept_idx)
@@ -125,20 +126,21 @@ def test_warm_start_zero_is_the_paper_path_bit_for_bit():
 
 
 def test_shared_iters_rule():
-  assert ZeroTPruneOptions(num_iters=30, warm_start=0.5).shared_iters == 15
-  assert ZeroTPruneOptions(num_iters=5, warm_start=0.5).shared_iters == 2
-  assert ZeroTPruneOptions(num_iters=1, warm_start=0.5).shared_iters == 0
-  assert ZeroTPruneOptions(num_iters=30, warm_start=1.0, prime_iters=10).shared_iters == 10
+  assert ZeroTPruneOptions(num_iters=30, warm_start=0.5, **PAPER).shared_iters == 15
+  assert ZeroTPruneOptions(num_iters=5, warm_start=0.5, **PAPER).shared_iters == 2
+  assert ZeroTPruneOptions(num_iters=1, warm_start=0.5, **PAPER).shared_iters == 0
+  assert ZeroTPruneOptions(num_iters=30, warm_start=1.0, prime_iters=10, **PAPER).shared_iters == 10
 
 
 @pytest.mark.parametrize(
   "kwargs, needle",
   [
+    (dict(warm_start=0.5), "until_converged"),  # the default stops at a tolerance
     (dict(warm_start=1.5), "warm_start"),
     (dict(warm_start=-0.1), "warm_start"),
     (dict(warm_start=True), "warm_start"),
     (dict(warm_start=0.5, until_converged=True), "until_converged"),
-    (dict(warm_start=0.5, rerun_wpr=False), "rerun_wpr"),
+    (dict(warm_start=0.5, rerun_wpr=False, **PAPER), "rerun_wpr"),
   ],
 )
 def test_bad_warm_start_options(kwargs, needle):

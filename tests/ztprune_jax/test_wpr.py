@@ -226,3 +226,40 @@ def test_invalid_options_raise(kwargs, match):
 def test_bad_shape_raises():
   with pytest.raises(ValueError, match="attn"):
     wpr.weighted_pagerank(jnp.ones((2, 4, 4)), 1)
+
+
+def _mixed_speed_heads(seed: int, B: int = 8, H: int = 6, N: int = 11) -> jax.Array:
+  """``[B, H, N, N]`` softmax graphs whose heads mix fast and slowly (temperatures 0.3-6)."""
+  rng = np.random.default_rng(seed)
+  temps = rng.uniform(0.3, 6.0, size=(B, H, 1, 1))
+  logits = rng.normal(size=(B, H, N, N)) * temps
+  A = np.exp(logits - logits.max(-1, keepdims=True))
+  return jnp.asarray(A / A.sum(-1, keepdims=True), jnp.float32)
+
+
+def test_compaction_levels_halve_down_to_a_minimum():
+  assert wpr._level_sizes(48, True) == (24, 12)
+  assert wpr._level_sizes(100, True) == (50, 25, 13)
+  assert wpr._level_sizes(16, True) == ()
+  assert wpr._level_sizes(48, False) == ()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_compacted_convergence_equals_the_flat_loop_bit_for_bit(masked, chunk):
+  A = _mixed_speed_heads(21)  # 48 heads: levels of 24 and 12 heads
+  mask = None
+  if masked:
+    mask = jax.random.uniform(jax.random.key(3), A.shape[:1] + A.shape[-1:]) > 0.3
+    mask = mask.at[:, 0].set(True)
+  kw = dict(tol=1e-5, token_mask=mask, batch_chunk=chunk, cls_init="value", cls_value=2.0)
+  flat = wpr.weighted_pagerank(A, 60, compact=False, **kw)
+  compact = wpr.weighted_pagerank(A, 60, compact=True, **kw)
+  np.testing.assert_array_equal(compact, flat)
+  # The deeper levels were used: some heads still move after at most 12 of the 48 do
+  # (the 12-head level), before the cap.
+  steps = [wpr.weighted_pagerank(A, t, **{**kw, "tol": None}) for t in range(61)]
+  moving = [
+    int(jnp.sum(jnp.max(jnp.abs(b - a), axis=-1) >= 1e-5)) for a, b in zip(steps, steps[1:])
+  ]
+  assert any(0 < n <= 12 for n in moving[:-1]), moving

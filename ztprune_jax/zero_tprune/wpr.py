@@ -16,6 +16,7 @@ __all__ = ["CLS_INITS", "initial_scores", "normalize_rows", "weighted_pagerank"]
 
 CLS_INITS = ("uniform", "sqrt_n", "value")
 _AUTO_CHUNK_BYTES = 4 << 20  # attention bytes per WPR chunk with batch_chunk="auto"
+_MIN_LEVEL_HEADS = 8  # compaction stops halving below this many heads
 
 
 def normalize_rows(A: jax.Array) -> jax.Array:
@@ -111,6 +112,7 @@ def weighted_pagerank(
   batch_chunk: int | str | None = "auto",
   init: jax.Array | None = None,
   snapshot_iter: int | None = None,
+  compact: bool = True,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Weighted PageRank scores of every token, per head (Zero-TPrune, I-stage).
 
@@ -187,7 +189,12 @@ def weighted_pagerank(
       raise ValueError("snapshot_iter is not available with tol (the stop step is traced)")
   chunk = _resolve_chunk(batch_chunk, B, H * N * N * 4, num_iters)
   kwargs = dict(
-    cls_init=cls_init, cls_value=cls_value, num_prefix=num_prefix, tol=tol, snapshot=snapshot_iter
+    cls_init=cls_init,
+    cls_value=cls_value,
+    num_prefix=num_prefix,
+    tol=tol,
+    snapshot=snapshot_iter,
+    compact=compact,
   )
   if chunk == B:
     return _wpr(attn, num_iters, token_mask=token_mask, init=init, **kwargs)
@@ -230,6 +237,7 @@ def _wpr(
   token_mask: jax.Array | None,
   init: jax.Array | None = None,
   snapshot: int | None = None,
+  compact: bool = True,
 ):
   """The WPR iteration itself, on already validated arguments: ``[B, H, N, N] -> [B, H, N]``."""
   B, H, N, _ = attn.shape
@@ -272,19 +280,82 @@ def _wpr(
     s_snap = lax.fori_loop(0, snapshot, lambda _, s: vote(s), s)
     return lax.fori_loop(snapshot, num_iters, lambda _, s: vote(s), s_snap), s_snap
 
+  # Until converged: on flattened heads [G = B·H], with converged heads compacted away.
   tol = jnp.asarray(tol, jnp.float32)
+  G = B * H
+  spread_g = spread if m is None else jnp.broadcast_to(spread, (B, H, N)).reshape(G, N)
+  parts = (
+    A.reshape(G, N, N),
+    inv_row.reshape(G, N),
+    dangling.reshape(G, N),
+    None if m is None else jnp.broadcast_to(m, (B, H, N)).reshape(G, N),
+    spread_g,
+  )
+  sizes = _level_sizes(G, compact)
+  done0 = jnp.zeros((G,), bool)
+  s = _converge(parts, s.reshape(G, N), done0, jnp.int32(0), num_iters, tol, sizes)
+  return s.reshape(B, H, N)
+
+
+def _level_sizes(num_heads: int, compact: bool) -> tuple[int, ...]:
+  """Static head counts of the compaction levels after the first: halving, down to 8."""
+  sizes, g = [], num_heads
+  while compact and g > 2 * _MIN_LEVEL_HEADS:
+    g = -(-g // 2)
+    sizes.append(g)
+  return tuple(sizes)
+
+
+def _vote_heads(parts, s):
+  """One WPR step on flattened heads: ``[G, N, N]`` graphs, ``[G, N]`` scores."""
+  A, inv_row, dangling, m, spread = parts
+  hi = lax.Precision.HIGHEST
+  out = jnp.einsum("gij,gi->gj", A, s * inv_row, precision=hi)  # [G, N]
+  lost = jnp.sum(s * dangling, axis=-1, keepdims=True)  # [G, 1]
+  if m is not None:
+    out = out * m
+  return out + lost * spread
+
+
+def _converge(parts, s, done, t, num_iters: int, tol, sizes: tuple[int, ...]):
+  """Steps every head until it moves less than ``tol`` (then frozen) or ``t = num_iters``.
+
+  Compaction, same arithmetic per head: once at most ``sizes[0]`` heads are still moving,
+  those heads (topped up with frozen ones) are gathered into a ``sizes[0]``-head problem
+  that continues alone, and so on down ``sizes``; results are scattered back. A frozen
+  head's scores never change, so which level it finishes in does not matter.
+
+  Args:
+    parts: ``(A [G, N, N], inv_row [G, N], dangling [G, N], mask [G, N] | None,
+      spread [G, N] | float)``.
+    s: ``[G, N]`` current scores; ``done``: ``[G]`` frozen heads; ``t``: steps taken.
+    num_iters: the step cap (static); ``tol``: traced float32 tolerance.
+    sizes: static head counts of the next levels, decreasing.
+
+  Returns:
+    ``[G, N]`` scores.
+  """
+  next_size = sizes[0] if sizes else 0
 
   def cond(carry):
     t, _, done = carry
-    return (t < num_iters) & ~jnp.all(done)
+    return (t < num_iters) & (jnp.sum(~done) > next_size)
 
   def body(carry):
     t, s, done = carry
-    s_next = vote(s)  # [B, H, N]
-    delta = jnp.max(jnp.abs(s_next - s), axis=-1)  # [B, H]
-    s_next = jnp.where(done[..., None], s, s_next)
+    s_next = _vote_heads(parts, s)  # [G, N]
+    delta = jnp.max(jnp.abs(s_next - s), axis=-1)  # [G]
+    s_next = jnp.where(done[:, None], s, s_next)
     return t + 1, s_next, done | (delta < tol)
 
-  done0 = jnp.zeros((B, H), bool)
-  _, s, _ = lax.while_loop(cond, body, (jnp.int32(0), s, done0))
-  return s
+  t, s, done = lax.while_loop(cond, body, (t, s, done))
+  if not sizes:
+    return s
+
+  def descend(s):
+    _, idx = lax.top_k((~done).astype(jnp.float32), next_size)  # moving heads first
+    sub = tuple(p[idx] if getattr(p, "ndim", 0) else p for p in parts)
+    s_sub = _converge(sub, s[idx], done[idx], t, num_iters, tol, sizes[1:])
+    return s.at[idx].set(s_sub)
+
+  return lax.cond((t < num_iters) & jnp.any(~done), descend, lambda s: s, s)
