@@ -65,6 +65,7 @@ VARIANTS = {
   "tol1e4": dict(until_converged=True, tol=1e-4),
   "tol1e5": dict(until_converged=True, tol=1e-5),  # the default
   "tol1e5_flat": dict(until_converged=True, tol=1e-5, wpr_compact=False),  # no compaction
+  "tol1e5_warm": dict(until_converged=True, tol=1e-5, warm_converged=True),
 }
 
 

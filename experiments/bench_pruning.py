@@ -157,13 +157,15 @@ def _methods_main(c) -> None:
     f"{eval_lib.schedule_from_config(zc)} variant={c.variant} "
     f"load_avg_before={load_before} load_avg_after={_load()}"
   )
-  print(f"{'method':20s} {'GMACs':>7s} {'+ovh':>7s} {'img/s':>8s}")
+  labels = {name: f"{name} (r={r})" if name == "tome" else name for name in models}
+  width = max(20, *map(len, labels.values()))
+  print(f"{'method':{width}s} {'GMACs':>7s} {'+ovh':>7s} {'img/s':>8s}")
   ips = {}
   for name, m in models.items():
     f = zt.count_flops(m)
     ips[name] = c.batch_size / float(np.median(times[name]))
-    label = f"{name} (r={r})" if name == "tome" else name
-    print(f"{label:20s} {f['blocks'] / 1e9:7.3f} {f['overhead'] / 1e9:7.4f} {ips[name]:8.1f}")
+    blocks, ovh = f["blocks"] / 1e9, f["overhead"] / 1e9
+    print(f"{labels[name]:{width}s} {blocks:7.3f} {ovh:7.4f} {ips[name]:8.1f}")
   if "zero_tprune" in ips:
     kept = [p.num_keep_i for p in models["zero_tprune"].token_transform.plans]
     assert kept == [p.num_keep_i for p in models["random"].token_transform.plans], "schedules"
@@ -216,6 +218,9 @@ def _layer_parts(options, hparams, num_keep_s: int, num_keep_i: int) -> dict:
   def i_prime(attn):
     if k_warm:
       return wpr.weighted_pagerank(attn, options.iprime_iters, snapshot_iter=k_warm, **wpr_kw)
+    if options.warm_converged:
+      s, conv = wpr.weighted_pagerank(attn, options.iprime_iters, return_converged=True, **wpr_kw)
+      return s, jnp.where(conv[..., None], s, 0.0)
     return wpr.weighted_pagerank(attn, options.iprime_iters, **wpr_kw), None
 
   def s_stage(s_prime, feat):

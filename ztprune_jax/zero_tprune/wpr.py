@@ -113,6 +113,7 @@ def weighted_pagerank(
   init: jax.Array | None = None,
   snapshot_iter: int | None = None,
   compact: bool = True,
+  return_converged: bool = False,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Weighted PageRank scores of every token, per head (Zero-TPrune, I-stage).
 
@@ -162,10 +163,17 @@ def weighted_pagerank(
     init: optional ``[B, H, N]`` non-negative starting scores (any scale).
     snapshot_iter: optional static step ``t`` in ``[0, num_iters]``; then the result is
       ``(s_final, s_t)``. Not with ``tol``.
+    compact: with ``tol``, once at most half the heads of a level still move, continue
+      with those heads alone (gathered; levels halve down to 8 heads): the same
+      arithmetic per head, and steps are only paid by heads that have not converged.
+      ``False`` steps the whole chunk until its last head converges.
+    return_converged: with ``tol``, also return ``[B, H]`` bool, true where the head
+      stopped at the tolerance before the cap.
 
   Returns:
     ``[B, H, N]`` float32 scores, non-negative, summing to one over ``N`` (zero at
-    masked-out tokens); with ``snapshot_iter`` the pair ``(s_final, s_t)``, both so.
+    masked-out tokens); with ``snapshot_iter`` the pair ``(s_final, s_t)``, both so;
+    with ``return_converged`` the pair ``(scores, converged)``.
 
   Raises:
     ValueError: naming ``attn`` (bad shape), ``num_iters`` (negative), ``token_mask``
@@ -187,6 +195,8 @@ def weighted_pagerank(
       raise ValueError(f"snapshot_iter={snapshot_iter!r} must be a Python int in [0, {num_iters}]")
     if tol is not None:
       raise ValueError("snapshot_iter is not available with tol (the stop step is traced)")
+  if return_converged and tol is None:
+    raise ValueError("return_converged needs tol (without it every head runs num_iters steps)")
   chunk = _resolve_chunk(batch_chunk, B, H * N * N * 4, num_iters)
   kwargs = dict(
     cls_init=cls_init,
@@ -195,6 +205,7 @@ def weighted_pagerank(
     tol=tol,
     snapshot=snapshot_iter,
     compact=compact,
+    return_converged=return_converged,
   )
   if chunk == B:
     return _wpr(attn, num_iters, token_mask=token_mask, init=init, **kwargs)
@@ -207,7 +218,7 @@ def weighted_pagerank(
     None if init is None else init.reshape(n_chunks, chunk, H, N),
   )
   out = lax.map(lambda o: _wpr(o[0], num_iters, token_mask=o[1], init=o[2], **kwargs), operands)
-  return jax.tree.map(lambda s: s.reshape(B, H, N), out)
+  return jax.tree.map(lambda a: a.reshape((B, *a.shape[2:])), out)
 
 
 def _resolve_chunk(batch_chunk, batch: int, bytes_per_example: int, num_iters: int) -> int:
@@ -238,6 +249,7 @@ def _wpr(
   init: jax.Array | None = None,
   snapshot: int | None = None,
   compact: bool = True,
+  return_converged: bool = False,
 ):
   """The WPR iteration itself, on already validated arguments: ``[B, H, N, N] -> [B, H, N]``."""
   B, H, N, _ = attn.shape
@@ -293,8 +305,9 @@ def _wpr(
   )
   sizes = _level_sizes(G, compact)
   done0 = jnp.zeros((G,), bool)
-  s = _converge(parts, s.reshape(G, N), done0, jnp.int32(0), num_iters, tol, sizes)
-  return s.reshape(B, H, N)
+  s, done = _converge(parts, s.reshape(G, N), done0, jnp.int32(0), num_iters, tol, sizes)
+  s = s.reshape(B, H, N)
+  return (s, done.reshape(B, H)) if return_converged else s
 
 
 def _level_sizes(num_heads: int, compact: bool) -> tuple[int, ...]:
@@ -333,7 +346,7 @@ def _converge(parts, s, done, t, num_iters: int, tol, sizes: tuple[int, ...]):
     sizes: static head counts of the next levels, decreasing.
 
   Returns:
-    ``[G, N]`` scores.
+    ``([G, N] scores, [G] bool: stopped by the tolerance before the cap)``.
   """
   next_size = sizes[0] if sizes else 0
 
@@ -350,12 +363,12 @@ def _converge(parts, s, done, t, num_iters: int, tol, sizes: tuple[int, ...]):
 
   t, s, done = lax.while_loop(cond, body, (t, s, done))
   if not sizes:
-    return s
+    return s, done
 
-  def descend(s):
+  def descend(s, done):
     _, idx = lax.top_k((~done).astype(jnp.float32), next_size)  # moving heads first
     sub = tuple(p[idx] if getattr(p, "ndim", 0) else p for p in parts)
-    s_sub = _converge(sub, s[idx], done[idx], t, num_iters, tol, sizes[1:])
-    return s.at[idx].set(s_sub)
+    s_sub, done_sub = _converge(sub, s[idx], done[idx], t, num_iters, tol, sizes[1:])
+    return s.at[idx].set(s_sub), done.at[idx].set(done_sub)
 
-  return lax.cond((t < num_iters) & jnp.any(~done), descend, lambda s: s, s)
+  return lax.cond((t < num_iters) & jnp.any(~done), descend, lambda *c: c, s, done)
