@@ -5,8 +5,10 @@ Prints img/s of each model (median of interleaved runs, warm-up and compilation
 excluded), the measured speed-up over the unpruned model, the FLOPs-ideal speed-up
 (`count_flops` total of the unpruned model over the pruned one's total including the
 pruning overhead), and their ratio. The last line is `speedup_over_ideal=<x>` for
-deit_s_a. Random weights (speed does not depend on them). `:runlocal` shrinks the
-model and batch so the whole run takes seconds.
+deit_s_a. Random weights and random images (DeiT-S); the shipped model and DINOv2 run on
+real images (Fashion-MNIST test images from `data_start`, photo crops), because the
+default layer stops WPR when heads converge, so its speed depends on the attention.
+`:runlocal` shrinks the model and batch so the whole run takes seconds.
 
 Methods mode compares methods at one budget (the `budget_preset` Zero-TPrune preset,
 deit_s_a: 2.956 G): `python -m experiments.bench_pruning
@@ -24,7 +26,9 @@ list. Figures of our runs, with the machine's load: docs/performance.md.
 `:fmnist` benchmarks the shipped Fashion-MNIST model
 (`models/vit_fmnist/vit_fmnist_patch4_28.safetensors`) at batch 256 in methods mode, on
 the constant-r schedule nearest 65% of its unpruned blocks-only GMACs (r=7 after blocks
-0-4, the first budget of `make demo`): same printed lines.
+0-4, the first budget of `make demo`): same printed lines. `:dinov2,methods` does the
+same for DINOv2 ViT-S/14 at 224 px, batch 16, r=16 after blocks 0-10 (after `make
+dinov2`).
 
 `:profile` (with `fmnist` for the shipped model) times the parts of the first pruning
 layer on that layer's real inputs: I′ WPR, head reduction, S-stage feature, S-stage

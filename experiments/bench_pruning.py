@@ -64,7 +64,10 @@ def _setup(c):
       zc.schedule.r, zc.schedule.layers, zc.schedule.keep_ratios = budget.r, None, None
   zc = _with_variant(zc, c, c.variant)
   size, channels = base.image_size, base.in_channels
-  images = jax.random.normal(jax.random.key(c.seed), (c.batch_size, size, size, channels))
+  if _real_images(c):  # the default layer's speed depends on the attention, so on the data
+    images = jnp.asarray(_images_and_labels(c, base, c.batch_size)[0])
+  else:
+    images = jax.random.normal(jax.random.key(c.seed), (c.batch_size, size, size, channels))
   if c.checkpoint:
     if not os.path.exists(c.checkpoint):
       raise FileNotFoundError(f"config.checkpoint {c.checkpoint!r} does not exist")
@@ -153,7 +156,8 @@ def _methods_main(c) -> None:
   load_before = _load()
   times = _time_interleaved(fns, params, images, args, c.num_runs)
   print(
-    f"model={zc.model_name} batch={c.batch_size} runs={c.num_runs} schedule="
+    f"model={zc.model_name} batch={c.batch_size} images={_images_label(c)} runs={c.num_runs} "
+    "schedule="
     f"{eval_lib.schedule_from_config(zc)} variant={c.variant} "
     f"load_avg_before={load_before} load_avg_after={_load()}"
   )
@@ -316,7 +320,8 @@ def _profile_main(c) -> None:
   ms_min["unpruned forward / depth"] /= base.depth
   block = ms["unpruned forward / depth"]
   print(
-    f"model={zc.model_name} batch={c.batch_size} runs={c.num_runs} layer={plan.layer} "
+    f"model={zc.model_name} batch={c.batch_size} images={_images_label(c)} runs={c.num_runs} "
+    f"layer={plan.layer} "
     f"tokens={x.shape[1]} heads={out.attn.shape[1]} wpr_iters={plan.num_iters} "
     f"prime_iters={options.iprime_iters} variant={c.variant} warm_start={options.warm_start} "
     f"keep_s={plan.num_keep_s} keep_i={plan.num_keep_i} "
@@ -360,6 +365,12 @@ def _photo_crops(num: int, size: int, seed: int) -> np.ndarray:
   return ((np.stack(out) - mean) / std).astype(np.float32)
 
 
+def _real_images(c) -> bool:
+  """Whether the model has real images here: Fashion-MNIST (shipped model), photos (DINOv2)."""
+  name = c.model_name or ""
+  return name == "vit_fmnist_patch4_28" or name.startswith("dinov2")
+
+
 def _images_and_labels(c, base, num: int):
   """Fashion-MNIST test images ``[data_start, data_start + num)`` with labels, photo
   crops for DINOv2, or random images."""
@@ -378,6 +389,15 @@ def _images_and_labels(c, base, num: int):
     return np.asarray(x), labels[sl]
   shape = (num, base.image_size, base.image_size, base.in_channels)
   return np.asarray(jax.random.normal(jax.random.key(c.seed + 1), shape)), None
+
+
+def _images_label(c) -> str:
+  """Which images a speed or profile run used (printed with its figures)."""
+  if not _real_images(c):
+    return "random"
+  if c.model_name.startswith("dinov2"):
+    return "photo-crops"
+  return f"test{c.data_start}+"
 
 
 def _mean_ci(x: np.ndarray) -> tuple[float, float]:
