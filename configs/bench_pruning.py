@@ -30,10 +30,11 @@ the constant-r schedule nearest 65% of its unpruned blocks-only GMACs (r=7 after
 same for DINOv2 ViT-S/14 at 224 px, batch 16, r=16 after blocks 0-10 (after `make
 dinov2`).
 
-`:profile` (with `fmnist` for the shipped model) times the parts of the first pruning
-layer on that layer's real inputs: I′ WPR, head reduction, S-stage feature, S-stage
+`:profile` (with `fmnist` for the shipped model, `dinov2` for DINOv2) times the parts of
+a pruning layer (`profile_layer`, default the first) on that layer's real inputs: I′ WPR, head reduction, S-stage feature, S-stage
 similarity and selection, I-stage WPR, and the final reduction, top-k and gathers,
-next to the whole layer and one unpruned block.
+next to the whole layer and one unpruned block, and prints the share of heads whose I′
+WPR converges (moves no score by `tol`) within the step cap.
 
 `:agreement` (with `fmnist` for the shipped model on test images 1000-5999, the demo's
 evaluation split; with `dinov2` for DINOv2 ViT-S/14 at 224 px, after `make dinov2`, on
@@ -94,6 +95,7 @@ def get_config(arg=None):
   # Speed and profile modes: run the Zero-TPrune family as this entry of `variants`
   # (None: `ZeroTPruneOptions` defaults), e.g. `--config.variant=warm50`.
   c.variant = config_dict.placeholder(str)
+  c.profile_layer = 0  # profile mode: which pruning layer (index into the schedule's layers)
   c.batch_size = 32
   c.num_runs = 5
   c.seed = 0

@@ -278,7 +278,9 @@ def _profile_main(c) -> None:
   zc, base, params, images = _setup(c)
   pruned = eval_lib.build_pruned(zc, base, "zero_tprune")
   pruner = pruned.token_transform
-  plan = pruner.plans[0]
+  if not 0 <= c.profile_layer < len(pruner.plans):
+    raise ValueError(f"config.profile_layer={c.profile_layer} must index the {len(pruner.plans)} plans")
+  plan = pruner.plans[c.profile_layer]
   options = dataclasses.replace(
     pruner.options, num_iters=plan.num_iters, num_prefix=pruner.num_prefix
   )
@@ -334,6 +336,12 @@ def _profile_main(c) -> None:
     pct_layer, pct_block = 100 * t / whole_ms, 100 * t / block
     print(f"| {name} | {t:.2f} | {ms_min[name]:.2f} | {pct_layer:.1f} | {pct_block:.1f} |")
   print(f"layer_over_block={whole_ms / block:.3f}")
+  # How many heads a tolerance stop could spare: the share whose I′ WPR moves no score by
+  # `tol` or more within the step cap (the others run every step on either path).
+  _, converged = wpr.weighted_pagerank(
+    out.attn, options.iprime_iters, tol=hparams.tol, return_converged=True
+  )
+  print(f"heads_converged_within_cap={float(jnp.mean(converged)):.3f} tol={float(hparams.tol):g}")
 
 
 def _photo_crops(num: int, size: int, seed: int) -> np.ndarray:

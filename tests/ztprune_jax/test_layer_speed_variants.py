@@ -5,13 +5,15 @@ The oracle is a numpy power iteration written from the spec (Zero-TPrune, I-stag
 survivors gathered explicitly, independent of ``wpr.py``'s masked formulation.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ztprune_jax.zero_tprune import heads, partition, wpr
-from ztprune_jax.zero_tprune.layer import ZeroTPruneOptions, zero_tprune_layer
+from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 
 B, H, N, D, DH = 2, 3, 13, 8, 4
 PAPER = dict(until_converged=False)  # the fixed step count that warm starts build on
@@ -156,3 +158,39 @@ def test_bad_snapshot_and_init():
     wpr.weighted_pagerank(A, 3, snapshot_iter=1, tol=1e-6)
   with pytest.raises(ValueError, match="init"):
     wpr.weighted_pagerank(A, 3, init=jnp.ones((B, N)))
+
+
+def test_warm_converged_without_converged_heads_is_the_default_path_bit_for_bit():
+  x, A, feats = _inputs(6)
+  kw = dict(num_keep_s=9, num_keep_i=5, hparams=ZeroTPruneHParams(tol=0.0))  # none converge
+  ref = zero_tprune_layer(x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7))
+  warm = zero_tprune_layer(
+    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_converged=True)
+  )
+  np.testing.assert_array_equal(warm.kept_idx, ref.kept_idx)
+  np.testing.assert_array_equal(warm.scores, ref.scores)
+
+
+def test_warm_converged_reaches_the_fixed_point_of_the_survivors_graph():
+  x, A, feats = _inputs(7, temperature=0.5)  # fast-mixing heads: all converge in I′
+  _, converged = wpr.weighted_pagerank(A, 200, tol=1e-7, return_converged=True)
+  assert np.all(converged)
+  kw = dict(num_keep_s=9, num_keep_i=5, hparams=ZeroTPruneHParams(tol=1e-7))
+  options = ZeroTPruneOptions(num_iters=200, warm_converged=True, vhf=False)
+  out = zero_tprune_layer(x, A, feats, **kw, options=options)
+  cold_options = dataclasses.replace(options, warm_converged=False)
+  cold = zero_tprune_layer(x, A, feats, **kw, options=cold_options)  # I-stage from s_0
+  # Both I-stage runs stop within the tolerance of the survivors' fixed point, from
+  # different starts: the same tokens, scores equal up to the tolerance but not bit for
+  # bit (the warm start was taken). Measured max difference 3.0e-8 over input seeds 0-7
+  # (1.5e-8 on this one); 10x margin.
+  np.testing.assert_array_equal(out.kept_idx, cold.kept_idx)
+  np.testing.assert_allclose(out.scores, cold.scores, atol=3e-7)
+  assert np.any(np.asarray(out.scores) != np.asarray(cold.scores))
+
+
+def test_warm_converged_needs_the_tolerance_path():
+  with pytest.raises(ValueError, match="warm_converged"):
+    ZeroTPruneOptions(warm_converged=True, until_converged=False)
+  with pytest.raises(ValueError, match="warm_converged"):
+    ZeroTPruneOptions(warm_converged=True, rerun_wpr=False)

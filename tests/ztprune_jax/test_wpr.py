@@ -263,3 +263,20 @@ def test_compacted_convergence_equals_the_flat_loop_bit_for_bit(masked, chunk):
     int(jnp.sum(jnp.max(jnp.abs(b - a), axis=-1) >= 1e-5)) for a, b in zip(steps, steps[1:])
   ]
   assert any(0 < n <= 12 for n in moving[:-1]), moving
+
+
+def test_return_converged_flags_the_heads_stopped_by_the_tolerance():
+  A = _mixed_speed_heads(23)
+  s, converged = wpr.weighted_pagerank(A, 40, tol=1e-5, return_converged=True)
+  np.testing.assert_array_equal(s, wpr.weighted_pagerank(A, 40, tol=1e-5))
+  # A head converged iff one more step moves no score by the tolerance (it was frozen
+  # at a step that did not) -- checked against the 40-step fixed-count iterate instead:
+  # heads still moving at the cap are exactly the unconverged ones.
+  s39, s40 = wpr.weighted_pagerank(A, 39), wpr.weighted_pagerank(A, 40)
+  moving_at_cap = np.asarray(jnp.max(jnp.abs(s40 - s39), axis=-1) >= 1e-5)
+  assert 0 < moving_at_cap.mean() < 1
+  np.testing.assert_array_equal(np.asarray(converged), ~moving_at_cap)
+  _, none = wpr.weighted_pagerank(A, 40, tol=0.0, return_converged=True)
+  assert not np.any(none)
+  with pytest.raises(ValueError, match="return_converged"):
+    wpr.weighted_pagerank(A, 40, return_converged=True)

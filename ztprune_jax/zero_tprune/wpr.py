@@ -138,9 +138,11 @@ def weighted_pagerank(
   WPR after the S-stage.
 
   With ``tol=None`` exactly ``num_iters`` steps run (``lax.fori_loop``). With a ``tol``
-  the iteration stops once ``max_j |s_t[j] − s_{t−1}[j]| < tol`` for every ``(b, h)``, at
-  most ``num_iters`` steps (``lax.while_loop``); a head that has converged is frozen, so
-  its result does not depend on the rest of the batch.
+  each head ``(b, h)`` is frozen after the first step with
+  ``max_j |s_t[j] − s_{t−1}[j]| < tol`` (at most ``num_iters`` steps, ``lax.while_loop``),
+  so its result does not depend on the rest of the batch beyond float rounding; with
+  ``compact`` the heads still moving continue as smaller gathered problems, so converged
+  heads stop costing steps (static shapes: level sizes halve, see ``_converge``).
 
   Args:
     attn: ``[B, H, N, N]`` non-negative post-softmax attention, ``attn[b, h, i, j]`` is
@@ -278,34 +280,32 @@ def _wpr(
     mass = w.sum(axis=-1, keepdims=True)  # [B, H, 1]
     s = jnp.where(mass > 0, w / jnp.maximum(mass, tiny), s)
 
-  def vote(s):
-    """``s'[j] = Σ_i A[i, j] s[i] / rowsum_i`` plus the dangling rows' mass, spread."""
-    out = jnp.einsum("bhij,bhi->bhj", A, s * inv_row, precision=hi)  # [B, H, N]
-    lost = jnp.sum(s * dangling, axis=-1, keepdims=True)  # [B, H, 1]
-    if m is not None:
-      out = out * m
-    return out + lost * spread
-
-  if tol is None:
-    if snapshot is None:
-      return lax.fori_loop(0, num_iters, lambda _, s: vote(s), s)
-    s_snap = lax.fori_loop(0, snapshot, lambda _, s: vote(s), s)
-    return lax.fori_loop(snapshot, num_iters, lambda _, s: vote(s), s_snap), s_snap
-
-  # Until converged: on flattened heads [G = B·H], with converged heads compacted away.
-  tol = jnp.asarray(tol, jnp.float32)
+  # Every head's graph on its own: flattened to G = B·H heads.
   G = B * H
-  spread_g = spread if m is None else jnp.broadcast_to(spread, (B, H, N)).reshape(G, N)
   parts = (
     A.reshape(G, N, N),
     inv_row.reshape(G, N),
     dangling.reshape(G, N),
     None if m is None else jnp.broadcast_to(m, (B, H, N)).reshape(G, N),
-    spread_g,
+    spread if m is None else jnp.broadcast_to(spread, (B, H, N)).reshape(G, N),
   )
+  s = s.reshape(G, N)
+
+  def vote(_, s):
+    return _vote_heads(parts, s)
+
+  if tol is None:
+    if snapshot is None:
+      return lax.fori_loop(0, num_iters, vote, s).reshape(B, H, N)
+    s_snap = lax.fori_loop(0, snapshot, vote, s)
+    s = lax.fori_loop(snapshot, num_iters, vote, s_snap)
+    return s.reshape(B, H, N), s_snap.reshape(B, H, N)
+
+  # Until converged, with converged heads compacted away.
+  tol = jnp.asarray(tol, jnp.float32)
   sizes = _level_sizes(G, compact)
   done0 = jnp.zeros((G,), bool)
-  s, done = _converge(parts, s.reshape(G, N), done0, jnp.int32(0), num_iters, tol, sizes)
+  s, done = _converge(parts, s, done0, jnp.int32(0), num_iters, tol, sizes)
   s = s.reshape(B, H, N)
   return (s, done.reshape(B, H)) if return_converged else s
 
@@ -320,7 +320,11 @@ def _level_sizes(num_heads: int, compact: bool) -> tuple[int, ...]:
 
 
 def _vote_heads(parts, s):
-  """One WPR step on flattened heads: ``[G, N, N]`` graphs, ``[G, N]`` scores."""
+  """One WPR step on flattened heads: ``[G, N, N]`` graphs, ``[G, N]`` scores.
+
+  ``s'[j] = Σ_i A[i, j] s[i] / rowsum_i``, plus the dangling rows' mass spread uniformly
+  over the alive tokens.
+  """
   A, inv_row, dangling, m, spread = parts
   hi = lax.Precision.HIGHEST
   out = jnp.einsum("gij,gi->gj", A, s * inv_row, precision=hi)  # [G, N]
