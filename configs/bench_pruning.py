@@ -31,10 +31,11 @@ same for DINOv2 ViT-S/14 at 224 px, batch 16, r=16 after blocks 0-10 (after `mak
 dinov2`).
 
 `:profile` (with `fmnist` for the shipped model, `dinov2` for DINOv2) times the parts of
-a pruning layer (`profile_layer`, default the first) on that layer's real inputs: I′ WPR, head reduction, S-stage feature, S-stage
-similarity and selection, I-stage WPR, and the final reduction, top-k and gathers,
-next to the whole layer and one unpruned block, and prints the share of heads whose I′
-WPR converges (moves no score by `tol`) within the step cap.
+a pruning layer (`profile_layer`, default the first) on that layer's real inputs: I′
+WPR, head reduction, S-stage feature, S-stage similarity and selection, I-stage WPR,
+and the final reduction, top-k and gathers, next to the whole layer and one unpruned
+block, and prints the share of heads whose I′ WPR converges (moves no score by `tol`)
+within the step cap.
 
 `:agreement` (with `fmnist` for the shipped model on test images 1000-5999, the demo's
 evaluation split; with `dinov2` for DINOv2 ViT-S/14 at 224 px, after `make dinov2`, on

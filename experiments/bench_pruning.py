@@ -279,7 +279,9 @@ def _profile_main(c) -> None:
   pruned = eval_lib.build_pruned(zc, base, "zero_tprune")
   pruner = pruned.token_transform
   if not 0 <= c.profile_layer < len(pruner.plans):
-    raise ValueError(f"config.profile_layer={c.profile_layer} must index the {len(pruner.plans)} plans")
+    raise ValueError(
+      f"config.profile_layer={c.profile_layer} must index the {len(pruner.plans)} plans"
+    )
   plan = pruner.plans[c.profile_layer]
   options = dataclasses.replace(
     pruner.options, num_iters=plan.num_iters, num_prefix=pruner.num_prefix

@@ -260,7 +260,8 @@ def test_compacted_convergence_equals_the_flat_loop_bit_for_bit(masked, chunk):
   # (the 12-head level), before the cap.
   steps = [wpr.weighted_pagerank(A, t, **{**kw, "tol": None}) for t in range(61)]
   moving = [
-    int(jnp.sum(jnp.max(jnp.abs(b - a), axis=-1) >= 1e-5)) for a, b in zip(steps, steps[1:])
+    int(jnp.sum(jnp.max(jnp.abs(b - a), axis=-1) >= 1e-5))
+    for a, b in zip(steps[:-1], steps[1:], strict=True)
   ]
   assert any(0 < n <= 12 for n in moving[:-1]), moving
 
