@@ -37,7 +37,10 @@ def test_profile_lists_every_part_of_the_layer():
   ]
   assert rows[0] == "part"
   assert {"I' WPR", "I-stage WPR (mask + iterations)", "whole layer"} <= set(rows)
-  assert lines[-1].startswith("layer_over_block=") and float(lines[-1].split("=")[1]) > 0
+  assert lines[-2].startswith("layer_over_block=") and float(lines[-2].split("=")[1]) > 0
+  share, tol = lines[-1].split()
+  assert share.startswith("heads_converged_within_cap=") and tol == "tol=1e-05"
+  assert 0.0 <= float(share.split("=")[1]) <= 1.0
 
 
 def test_agreement_reference_agrees_with_itself():
