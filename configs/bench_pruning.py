@@ -56,9 +56,8 @@ from configs.common import parse_arg
 METHODS = "unpruned,tome,random,zero_tprune"
 FMNIST_CHECKPOINT = "models/vit_fmnist/vit_fmnist_patch4_28.safetensors"
 # Speed variants of the Zero-TPrune layer (options of `ZeroTPruneOptions`; `tol` is the
-# traced tolerance of `until_converged`). The default layer is `until_converged=True`,
-# tol=1e-5, compacted; `paper_exact` is the paper's fixed step count, the reference of
-# `:agreement` mode, and the others change one thing of the paper-exact path.
+# traced tolerance of `until_converged`). `paper_exact` is the paper's fixed step count
+# (the default layer), the reference of `:agreement` mode; the others change one thing.
 PAPER_EXACT = dict(until_converged=False)
 VARIANTS = {
   "paper_exact": PAPER_EXACT,
@@ -69,7 +68,7 @@ VARIANTS = {
   "reuse_prime": dict(PAPER_EXACT, rerun_wpr=False),
   "prime10": dict(PAPER_EXACT, prime_iters=10),
   "tol1e4": dict(until_converged=True, tol=1e-4),
-  "tol1e5": dict(until_converged=True, tol=1e-5),  # the default
+  "tol1e5": dict(until_converged=True, tol=1e-5),  # compacted (`wpr_compact=True`)
   "tol1e5_flat": dict(until_converged=True, tol=1e-5, wpr_compact=False),  # no compaction
   "tol1e5_warm": dict(until_converged=True, tol=1e-5, warm_converged=True),
 }

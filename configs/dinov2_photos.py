@@ -31,7 +31,6 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from configs import eval as eval_config
 from configs.common import parse_arg
 
 DEFAULT_CHECKPOINT = os.path.join(
@@ -83,8 +82,6 @@ def get_config(arg=None):
   c.kmeans_iters = 50
   c.vhf_images = 16  # images for the VHF head-pass-fraction measurement
   c.variants = ()  # names in configs/zero_tprune_findings.VARIANTS (Zero-TPrune variants)
-  # Produced on the paper's fixed WPR step count (before the tolerance default).
-  eval_config.pin_paper_exact(c)
   if arg.variants:
     from configs.zero_tprune_findings import VARIANTS
 

@@ -101,20 +101,6 @@ def method_options():
   )
 
 
-def pin_paper_exact(c) -> None:
-  """Runs the Zero-TPrune family of ``c`` on the paper's fixed WPR step count.
-
-  For analyses whose committed results were produced before the default became
-  ``until_converged=True`` (docs/performance.md), so that they stay reproducible.
-  """
-  if "method_options" not in c:
-    c.method_options = ml_collections.ConfigDict()
-  for method in ("zero_tprune", *zero_tprune.LADDER[1:]):
-    if method not in c.method_options:
-      c.method_options[method] = ml_collections.ConfigDict()
-    c.method_options[method].until_converged = False
-
-
 def base_config(preset, runlocal):
   """Fields shared with configs/sweep.py and configs/visualize.py."""
   if preset not in PRESETS:

@@ -74,8 +74,6 @@ def get_config(arg=None):
   c.variants = tuple(VARIANTS)
   c.references = tuple(REFERENCES)
   c.throughput.enabled = False
-  # Produced on the paper's fixed WPR step count (before the tolerance default).
-  eval_config.pin_paper_exact(c)
   c.progress = True
   if arg.model == "textured":
     c.model_name = "vit_textured_patch8_96"

@@ -16,7 +16,8 @@ from ztprune_jax.zero_tprune import heads, partition, wpr
 from ztprune_jax.zero_tprune.layer import ZeroTPruneHParams, ZeroTPruneOptions, zero_tprune_layer
 
 B, H, N, D, DH = 2, 3, 13, 8, 4
-PAPER = dict(until_converged=False)  # the fixed step count that warm starts build on
+PAPER = dict(until_converged=False)  # the fixed step count that warm starts build on (default)
+TOL = dict(until_converged=True)
 
 
 def _inputs(seed=0, temperature=2.0):
@@ -137,7 +138,6 @@ def test_shared_iters_rule():
 @pytest.mark.parametrize(
   "kwargs, needle",
   [
-    (dict(warm_start=0.5), "until_converged"),  # the default stops at a tolerance
     (dict(warm_start=1.5), "warm_start"),
     (dict(warm_start=-0.1), "warm_start"),
     (dict(warm_start=True), "warm_start"),
@@ -163,9 +163,9 @@ def test_bad_snapshot_and_init():
 def test_warm_converged_without_converged_heads_is_the_default_path_bit_for_bit():
   x, A, feats = _inputs(6)
   kw = dict(num_keep_s=9, num_keep_i=5, hparams=ZeroTPruneHParams(tol=0.0))  # none converge
-  ref = zero_tprune_layer(x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7))
+  ref = zero_tprune_layer(x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, **TOL))
   warm = zero_tprune_layer(
-    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_converged=True)
+    x, A, feats, **kw, options=ZeroTPruneOptions(num_iters=7, warm_converged=True, **TOL)
   )
   np.testing.assert_array_equal(warm.kept_idx, ref.kept_idx)
   np.testing.assert_array_equal(warm.scores, ref.scores)
@@ -176,7 +176,7 @@ def test_warm_converged_reaches_the_fixed_point_of_the_survivors_graph():
   _, converged = wpr.weighted_pagerank(A, 200, tol=1e-7, return_converged=True)
   assert np.all(converged)
   kw = dict(num_keep_s=9, num_keep_i=5, hparams=ZeroTPruneHParams(tol=1e-7))
-  options = ZeroTPruneOptions(num_iters=200, warm_converged=True, vhf=False)
+  options = ZeroTPruneOptions(num_iters=200, warm_converged=True, vhf=False, **TOL)
   out = zero_tprune_layer(x, A, feats, **kw, options=options)
   cold_options = dataclasses.replace(options, warm_converged=False)
   cold = zero_tprune_layer(x, A, feats, **kw, options=cold_options)  # I-stage from s_0
@@ -191,6 +191,6 @@ def test_warm_converged_reaches_the_fixed_point_of_the_survivors_graph():
 
 def test_warm_converged_needs_the_tolerance_path():
   with pytest.raises(ValueError, match="warm_converged"):
-    ZeroTPruneOptions(warm_converged=True, until_converged=False)
+    ZeroTPruneOptions(warm_converged=True)  # the default runs the paper's fixed steps
   with pytest.raises(ValueError, match="warm_converged"):
-    ZeroTPruneOptions(warm_converged=True, rerun_wpr=False)
+    ZeroTPruneOptions(warm_converged=True, rerun_wpr=False, **TOL)

@@ -238,16 +238,17 @@ def _mixed_speed_heads(seed: int, B: int = 8, H: int = 6, N: int = 11) -> jax.Ar
 
 
 def test_compaction_levels_halve_down_to_a_minimum():
-  assert wpr._level_sizes(48, True) == (24, 12)
-  assert wpr._level_sizes(100, True) == (50, 25, 13)
-  assert wpr._level_sizes(16, True) == ()
-  assert wpr._level_sizes(48, False) == ()
+  assert wpr._level_sizes(48, True, 30) == (12,)
+  assert wpr._level_sizes(256, True, 30) == (64, 16)
+  assert wpr._level_sizes(31, True, 30) == ()
+  assert wpr._level_sizes(256, True, 5) == ()  # few steps: nothing worth compacting
+  assert wpr._level_sizes(48, False, 30) == ()
 
 
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_compacted_convergence_equals_the_flat_loop_bit_for_bit(masked, chunk):
-  A = _mixed_speed_heads(21)  # 48 heads: levels of 24 and 12 heads
+  A = _mixed_speed_heads(21)  # 48 heads: a second level of 12 heads
   mask = None
   if masked:
     mask = jax.random.uniform(jax.random.key(3), A.shape[:1] + A.shape[-1:]) > 0.3

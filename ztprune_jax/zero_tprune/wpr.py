@@ -16,7 +16,9 @@ __all__ = ["CLS_INITS", "initial_scores", "normalize_rows", "weighted_pagerank"]
 
 CLS_INITS = ("uniform", "sqrt_n", "value")
 _AUTO_CHUNK_BYTES = 4 << 20  # attention bytes per WPR chunk with batch_chunk="auto"
-_MIN_LEVEL_HEADS = 8  # compaction stops halving below this many heads
+_MIN_LEVEL_HEADS = 8  # compaction levels hold at least this many heads
+_LEVEL_SHRINK = 4  # each compaction level holds 1/_LEVEL_SHRINK of the previous one's heads
+_MIN_COMPACT_ITERS = 8  # fewer steps than this: no compaction (little to save, more to compile)
 
 
 def normalize_rows(A: jax.Array) -> jax.Array:
@@ -294,7 +296,7 @@ def _wpr(
   def vote(_, s):
     return _vote_heads(parts, s)
 
-  if tol is None:
+  if tol is None or (num_iters <= 1 and not return_converged):  # one step: nothing to stop
     if snapshot is None:
       return lax.fori_loop(0, num_iters, vote, s).reshape(B, H, N)
     s_snap = lax.fori_loop(0, snapshot, vote, s)
@@ -303,18 +305,20 @@ def _wpr(
 
   # Until converged, with converged heads compacted away.
   tol = jnp.asarray(tol, jnp.float32)
-  sizes = _level_sizes(G, compact)
+  sizes = _level_sizes(G, compact, num_iters)
   done0 = jnp.zeros((G,), bool)
   s, done = _converge(parts, s, done0, jnp.int32(0), num_iters, tol, sizes)
   s = s.reshape(B, H, N)
   return (s, done.reshape(B, H)) if return_converged else s
 
 
-def _level_sizes(num_heads: int, compact: bool) -> tuple[int, ...]:
-  """Static head counts of the compaction levels after the first: halving, down to 8."""
+def _level_sizes(num_heads: int, compact: bool, num_iters: int = _MIN_COMPACT_ITERS):
+  """Static head counts of the compaction levels after the first (shrinking, at least 8)."""
   sizes, g = [], num_heads
-  while compact and g > 2 * _MIN_LEVEL_HEADS:
-    g = -(-g // 2)
+  if not compact or num_iters < _MIN_COMPACT_ITERS:
+    return ()
+  while g >= _LEVEL_SHRINK * _MIN_LEVEL_HEADS:
+    g = -(-g // _LEVEL_SHRINK)
     sizes.append(g)
   return tuple(sizes)
 
