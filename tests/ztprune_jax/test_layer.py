@@ -248,6 +248,8 @@ def test_compiles_once_per_static_config_not_per_hyperparameter():
     ("num_prefix", -1),
     ("head_axis", 3),
     ("wpr_batch_chunk", "big"),
+    ("wpr_compact", "yes"),
+    ("warm_converged", 1),
   ],
 )
 def test_invalid_options_raise_naming_the_option(field, value):

@@ -120,6 +120,10 @@ class ZeroTPruneOptions:
       not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 0
     ):
       raise ValueError(f"wpr_batch_chunk must be 'auto', None or an int >= 0, got {chunk!r}")
+    for name in ("rerun_wpr", "until_converged", "vhf", "include_cls", "wpr_compact",
+                 "warm_converged"):  # fmt: skip
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
     ws = self.warm_start
     if isinstance(ws, bool) or not isinstance(ws, int | float) or not 0.0 <= ws <= 1.0:
       raise ValueError(f"warm_start must be a number in [0, 1], got {ws!r}")
