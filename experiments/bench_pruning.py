@@ -64,7 +64,7 @@ def _setup(c):
       zc.schedule.r, zc.schedule.layers, zc.schedule.keep_ratios = budget.r, None, None
   zc = _with_variant(zc, c, c.variant)
   size, channels = base.image_size, base.in_channels
-  if _real_images(c):  # the default layer's speed depends on the attention, so on the data
+  if _image_source(c) != "random":  # a tolerance stop's speed depends on the attention
     images = jnp.asarray(_images_and_labels(c, base, c.batch_size)[0])
   else:
     images = jax.random.normal(jax.random.key(c.seed), (c.batch_size, size, size, channels))
@@ -375,18 +375,22 @@ def _photo_crops(num: int, size: int, seed: int) -> np.ndarray:
   return ((np.stack(out) - mean) / std).astype(np.float32)
 
 
-def _real_images(c) -> bool:
-  """Whether the model has real images here: Fashion-MNIST (shipped model), photos (DINOv2)."""
+def _image_source(c) -> str:
+  """The images the model has here: ``"photos"`` (DINOv2), ``"fmnist"`` (the shipped
+  model's Fashion-MNIST test split) or ``"random"``."""
   name = c.model_name or ""
-  return name == "vit_fmnist_patch4_28" or name.startswith("dinov2")
+  if name.startswith("dinov2"):
+    return "photos"
+  return "fmnist" if name == "vit_fmnist_patch4_28" else "random"
 
 
 def _images_and_labels(c, base, num: int):
   """Fashion-MNIST test images ``[data_start, data_start + num)`` with labels, photo
   crops for DINOv2, or random images."""
-  if c.model_name and c.model_name.startswith("dinov2"):
+  source = _image_source(c)
+  if source == "photos":
     return _photo_crops(num, base.image_size, c.seed), None
-  if c.model_name == "vit_fmnist_patch4_28":
+  if source == "fmnist":
     images, labels = load_fashion_mnist("test")
     sl = slice(c.data_start, c.data_start + num)
     if len(images[sl]) != num:
@@ -403,11 +407,10 @@ def _images_and_labels(c, base, num: int):
 
 def _images_label(c) -> str:
   """Which images a speed or profile run used (printed with its figures)."""
-  if not _real_images(c):
-    return "random"
-  if c.model_name.startswith("dinov2"):
-    return "photo-crops"
-  return f"test{c.data_start}+"
+  source = _image_source(c)
+  if source == "fmnist":
+    return f"test{c.data_start}+"
+  return "photo-crops" if source == "photos" else "random"
 
 
 def _mean_ci(x: np.ndarray) -> tuple[float, float]:
@@ -428,7 +431,7 @@ def _agreement_main(c) -> None:
   sched = eval_lib.schedule_from_config(zc)
   results = {}
   variants = {"paper_exact": bench_config.PAPER_EXACT, **c.variants.to_dict()}
-  for name, opts in variants.items():
+  for name, opts in tqdm(variants.items(), desc="variants"):
     zv = _with_options(zc, opts)
     model = eval_lib.build_pruned(zv, base, "zero_tprune", sched)
     args = zt.PruneArgs(eval_lib.prune_args(zv).hparams)

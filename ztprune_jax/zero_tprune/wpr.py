@@ -144,7 +144,8 @@ def weighted_pagerank(
   ``max_j |s_t[j] − s_{t−1}[j]| < tol`` (at most ``num_iters`` steps, ``lax.while_loop``),
   so its result does not depend on the rest of the batch beyond float rounding; with
   ``compact`` the heads still moving continue as smaller gathered problems, so converged
-  heads stop costing steps (static shapes: level sizes halve, see ``_converge``).
+  heads stop costing steps (static shapes: each level a quarter of the previous one, see
+  ``_converge``).
 
   Args:
     attn: ``[B, H, N, N]`` non-negative post-softmax attention, ``attn[b, h, i, j]`` is
@@ -167,10 +168,10 @@ def weighted_pagerank(
     init: optional ``[B, H, N]`` non-negative starting scores (any scale).
     snapshot_iter: optional static step ``t`` in ``[0, num_iters]``; then the result is
       ``(s_final, s_t)``. Not with ``tol``.
-    compact: with ``tol``, once at most half the heads of a level still move, continue
-      with those heads alone (gathered; levels halve down to 8 heads): the same
-      arithmetic per head, and steps are only paid by heads that have not converged.
-      ``False`` steps the whole chunk until its last head converges.
+    compact: with ``tol`` and at least 8 steps, once at most a quarter of the heads of a
+      level still move, continue with those heads alone (gathered; a level holds at least
+      8 heads): the same arithmetic per head, and steps are only paid by heads that have
+      not converged. ``False`` steps the whole chunk until its last head converges.
     return_converged: with ``tol``, also return ``[B, H]`` bool, true where the head
       stopped at the tolerance before the cap.
 
@@ -312,7 +313,7 @@ def _wpr(
   return (s, done.reshape(B, H)) if return_converged else s
 
 
-def _level_sizes(num_heads: int, compact: bool, num_iters: int = _MIN_COMPACT_ITERS):
+def _level_sizes(num_heads: int, compact: bool, num_iters: int) -> tuple[int, ...]:
   """Static head counts of the compaction levels after the first (shrinking, at least 8)."""
   sizes, g = [], num_heads
   if not compact or num_iters < _MIN_COMPACT_ITERS:
